@@ -1,0 +1,67 @@
+"""Command line: ``sppd <stage> --config NAME_OR_PATH key.sub=value ...``.
+
+No logic lives here: each subcommand resolves the typed config and calls a stage's ``main``.
+Stages are imported only when run, so ``sppd show-config`` stays quick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from sppd.config import ConfigError
+
+# subcommand -> (module, help)
+STAGES: dict[str, tuple[str, str]] = {
+    "sample": ("sppd.stages.sample", "grow one sampling tree per problem (paper §4.2)"),
+}
+# ``sppd toy <action>``
+TOY_ACTIONS: dict[str, tuple[str, str]] = {
+    "pretrain": ("sppd.stages.toy_pretrain", "train (or reuse the cached) toy base model"),
+}
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", "-c", default="toy", help="shipped config name or YAML path (default: toy)")
+    p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sppd", description="SPPD: self-training with process preference learning")
+    sub = parser.add_subparsers(dest="command", required=True)
+    show = sub.add_parser("show-config", help="print the resolved config")
+    _add_config_args(show)
+    for name, (_, help_text) in STAGES.items():
+        _add_config_args(sub.add_parser(name, help=help_text))
+    toy = sub.add_parser("toy", help="the embedded toy arithmetic world")
+    toy_sub = toy.add_subparsers(dest="action", required=True)
+    for name, (_, help_text) in TOY_ACTIONS.items():
+        _add_config_args(toy_sub.add_parser(name, help=help_text))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from sppd.config import dump_yaml
+    from sppd.settings import load_run_config
+
+    try:
+        cfg = load_run_config(args.config, args.overrides)
+    except ConfigError as exc:
+        print(f"sppd: config error: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "show-config":
+        print(dump_yaml(cfg), end="")
+        return 0
+    module = TOY_ACTIONS[args.action][0] if args.command == "toy" else STAGES[args.command][0]
+    try:
+        importlib.import_module(module).main(cfg)
+    except ConfigError as exc:
+        print(f"sppd: config error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""Judges: the final answer of a complete path and whether it is correct.
+
+The toy world has an exact checker; real benchmarks go through ``sppd.eval`` (answer
+extraction + math-verify with timeouts in worker processes). A judge takes a batch so the real
+one can spread grading over its worker pool.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sppd.records import Problem
+
+
+def toy_judge(items: Sequence[tuple[Problem, str]]) -> list[tuple[str | None, bool]]:
+    from sppd.toy.checker import check_answer, extract_answer
+
+    return [(extract_answer(text), check_answer(problem.gold, text)) for problem, text in items]
+
+
+class MathJudge:
+    """Extract the last boxed/stated answer and grade it against the gold with math-verify."""
+
+    def __init__(self, timeout_s: float = 5.0, workers: int = 2):
+        from sppd.eval.grading import Grader
+
+        self.grader = Grader(use_fast_path=True, timeout_s=timeout_s, workers=workers)
+
+    def __call__(self, items: Sequence[tuple[Problem, str]]) -> list[tuple[str | None, bool]]:
+        from sppd.eval.answers import extract_answer
+
+        answers = [extract_answer(text) for _, text in items]
+        pairs = [(problem.gold, ans or "") for (problem, _), ans in zip(items, answers)]
+        results = self.grader.grade_many(pairs)
+        return [(ans, bool(res.correct) and ans is not None) for ans, res in zip(answers, results)]
+
+    def close(self) -> None:
+        close = getattr(self.grader, "close", None)
+        if close:
+            close()
+
+
+def build_judge(source: str):
+    """The toy checker for toy problems, math grading for everything else."""
+    return toy_judge if source == "toy" else MathJudge()

@@ -1,0 +1,31 @@
+"""Turn a question into the prompt token ids every stage uses (sampling, training, eval).
+
+One function for all stages so that the policy is trained on exactly the prompts it is sampled
+and evaluated with. Models with a chat template get the paper's system prompt (App. C) through
+it; base models (and the toy model) get a plain text template.
+"""
+
+from __future__ import annotations
+
+from sppd.settings import ChatTemplateMode, PromptConfig
+
+
+def uses_chat_template(tokenizer, cfg: PromptConfig) -> bool:
+    has = bool(getattr(tokenizer, "chat_template", None))
+    if cfg.chat_template == ChatTemplateMode.ALWAYS and not has:
+        raise ValueError("config key 'prompt.chat_template' is 'always' but the tokenizer has no chat template")
+    return has and cfg.chat_template != ChatTemplateMode.NEVER
+
+
+def build_prompt_ids(tokenizer, question: str, cfg: PromptConfig) -> list[int]:
+    """Token ids of the prompt that precedes the first step."""
+    if uses_chat_template(tokenizer, cfg):
+        messages = [{"role": "user", "content": question}]
+        if cfg.system:
+            messages.insert(0, {"role": "system", "content": cfg.system})
+        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        if isinstance(ids, dict) or hasattr(ids, "input_ids"):  # BatchEncoding in newer versions
+            ids = ids["input_ids"]
+        return [int(i) for i in ids]
+    text = cfg.template.format(question=question)
+    return [int(i) for i in tokenizer(text, add_special_tokens=True)["input_ids"]]

@@ -1,0 +1,145 @@
+"""Typed records that cross stage boundaries.
+
+Stages pass nothing but files to each other (DESIGN.md); these dataclasses are what those files
+hold. Each record type has a ``kind`` tag and every shard line carries ``schema`` so that a reader
+can refuse data written by an incompatible version instead of mis-reading it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+
+class RecordError(ValueError):
+    """A record on disk does not have the fields or types its kind needs."""
+
+
+def _from_dict(cls, data: dict[str, Any], where: str):
+    """Build dataclass ``cls`` from ``data``; missing or unknown fields raise ``RecordError``."""
+    if not isinstance(data, dict):
+        raise RecordError(f"{where}: expected a JSON object for {cls.__name__}, got {type(data).__name__}")
+    names = {f.name for f in fields(cls)}
+    unknown = set(data) - names - {"schema", "kind"}
+    if unknown:
+        raise RecordError(f"{where}: unknown field(s) {sorted(unknown)} for {cls.__name__}")
+    kwargs = {k: v for k, v in data.items() if k in names}
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # missing required field
+        raise RecordError(f"{where}: {cls.__name__}: {exc}") from None
+
+
+@dataclass
+class Problem:
+    """A question with its gold final answer (``gold`` is the answer string, not a solution)."""
+
+    id: str
+    question: str
+    gold: str
+    source: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": SCHEMA_VERSION, "kind": "problem", **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "problem") -> "Problem":
+        rec = _from_dict(cls, data, where)
+        for name in ("id", "question", "gold"):
+            if not isinstance(getattr(rec, name), str):
+                raise RecordError(f"{where}: field '{name}' must be a string")
+        return rec
+
+
+@dataclass
+class Node:
+    """One reasoning step in a sampling tree; the state after it is prefix + this step.
+
+    ``parent`` is the index of the parent node in ``Tree.nodes`` (-1 for children of the root,
+    whose state is the bare question). ``value`` is filled by the scoring stage: the PRM's
+    estimate of V*(s_t) for the state ending with this step.
+    """
+
+    id: int
+    parent: int
+    depth: int
+    text: str
+    token_ids: list[int]
+    token_logps: list[float]
+    finish_reason: str
+    terminal: bool
+    avg_logp: float = 0.0
+    cum_logp: float = 0.0
+    answer: str | None = None
+    correct: bool | None = None
+    children: list[int] = field(default_factory=list)
+    visits: int = 0
+    value: float | None = None
+    value_source: str | None = None
+    mc_value: float | None = None
+    mc_count: int = 0
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.token_ids)
+
+
+@dataclass
+class Tree:
+    """The sampling tree of one problem: its nodes in creation order and sampling statistics."""
+
+    problem: Problem
+    prompt_ids: list[int]
+    nodes: list[Node] = field(default_factory=list)
+    root_children: list[int] = field(default_factory=list)
+    root_visits: int = 0
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def children_of(self, node_id: int) -> list[int]:
+        """Children of ``node_id``; -1 means the root."""
+        return self.root_children if node_id < 0 else self.nodes[node_id].children
+
+    def path_to(self, node_id: int) -> list[int]:
+        """Node ids from the first step down to ``node_id`` (inclusive)."""
+        path = []
+        while node_id >= 0:
+            path.append(node_id)
+            node_id = self.nodes[node_id].parent
+        return path[::-1]
+
+    def leaves(self) -> list[int]:
+        """Terminal nodes: the ends of complete root-to-leaf paths."""
+        return [n.id for n in self.nodes if n.terminal]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA_VERSION,
+            "kind": "tree",
+            "problem": asdict(self.problem),
+            "prompt_ids": self.prompt_ids,
+            "root_children": self.root_children,
+            "root_visits": self.root_visits,
+            "stats": self.stats,
+            "nodes": [asdict(n) for n in self.nodes],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "tree") -> "Tree":
+        if data.get("kind") != "tree":
+            raise RecordError(f"{where}: field 'kind' must be 'tree', got {data.get('kind')!r}")
+        try:
+            problem = Problem.from_dict(data["problem"], f"{where}: field 'problem'")
+            nodes = [_from_dict(Node, n, f"{where}: node {i}") for i, n in enumerate(data["nodes"])]
+            return cls(
+                problem=problem,
+                prompt_ids=list(data["prompt_ids"]),
+                nodes=nodes,
+                root_children=list(data["root_children"]),
+                root_visits=int(data.get("root_visits", 0)),
+                stats=dict(data.get("stats", {})),
+            )
+        except KeyError as exc:
+            raise RecordError(f"{where}: missing field {exc.args[0]!r}") from None

@@ -1,0 +1,107 @@
+"""``sppd sample``: grow one tree per problem with the policy and write them as shards.
+
+Problems are cut into fixed chunks of ``sample.problems_per_shard``; a chunk is the unit of
+lockstep search, of the seed, of the output shard and of resume. A rerun skips chunks whose
+shard exists, so a killed run completes without losing or duplicating a tree, and (same
+chunk, same seed) produces exactly the trees an uninterrupted run would. Under
+``accelerate launch`` each process takes every WORLD_SIZE-th chunk.
+"""
+
+from __future__ import annotations
+
+import time
+
+from sppd.judging import build_judge
+from sppd.modeling import load_policy, set_threads
+from sppd.problems import load_problems
+from sppd.prompting import build_prompt_ids
+from sppd.records import Tree
+from sppd.sampling.engine import build_engine
+from sppd.sampling.tree import TreeParams, TreeSampler, path_text
+from sppd.settings import RunConfig
+from sppd.stages import common
+
+TAG = "trees"
+
+
+def tree_params(cfg: RunConfig) -> TreeParams:
+    s = cfg.sample
+    return TreeParams(
+        K=s.K, C=s.C, max_depth=s.max_depth, max_step_tokens=s.max_step_tokens,
+        max_total_tokens=s.max_total_tokens, temperature=s.temperature, top_p=s.top_p,
+        selection_temperature=s.selection_temperature, delimiter=cfg.step.delimiter_text(),
+        answer_pattern=cfg.step.answer_pattern,
+    )
+
+
+def main(cfg: RunConfig, model_path: str | None = None, out_dir: str = "") -> dict:
+    """Sample trees for the configured problems; returns the summary it prints."""
+    set_threads(cfg.threads)
+    out = common.stage_dir(cfg, "trees", out_dir or cfg.sample.out)
+    rank, world = common.rank_and_world()
+    problems = load_problems(cfg.problems, cfg.toy.world, seed=cfg.seed)
+    per = cfg.sample.problems_per_shard
+    chunks = [problems[i : i + per] for i in range(0, len(problems), per)]
+    if out.is_complete() and len(out.shards()) == len(chunks):
+        summary = summarize(load_trees(out))
+        print(f"sample: {out.path} is complete; nothing to do.")
+        return summary
+    if rank == 0:
+        common.save_stage_config(out, cfg)
+    path = model_path or common.policy_path(cfg)
+    model, tokenizer = load_policy(path, cfg.model)
+    engine = build_engine(cfg.sample.engine, model=model, tokenizer=tokenizer, batch_size=cfg.sample.engine_batch_size)
+    judge = build_judge(cfg.problems.source)
+    sampler = TreeSampler(engine, tree_params(cfg), judge)
+    mine = [ci for ci in range(len(chunks)) if ci % world == rank]
+    todo = [ci for ci in mine if not out.has_shard(TAG, ci)]
+    bar = common.progress(len(problems) if world == 1 else sum(len(chunks[c]) for c in mine), "sample", "problem",
+                          initial=sum(len(chunks[c]) for c in mine if c not in todo))
+    start = time.perf_counter()
+    for ci in todo:
+        chunk = chunks[ci]
+        prompts = [build_prompt_ids(tokenizer, p.question, cfg.prompt) for p in chunk]
+        trees = sampler.sample(chunk, prompts, seed=common.derive_seed(cfg.seed, "sample", ci))
+        out.write_shard(TAG, ci, (t.to_dict() for t in trees))
+        bar.update(len(chunk))
+        bar.set_postfix(tok_s=f"{engine.stats.generated_tokens / max(time.perf_counter() - start, 1e-9):.0f}")
+    bar.close()
+    close = getattr(judge, "close", None)
+    if close:
+        close()
+    common.barrier()
+    summary = summarize(load_trees(out))
+    summary.update(seconds=round(time.perf_counter() - start, 2), new_generated_tokens=engine.stats.generated_tokens)
+    summary["tokens_per_s"] = round(engine.stats.generated_tokens / max(summary["seconds"], 1e-9), 1)
+    if rank == 0 and len(out.shards()) == len(chunks):
+        out.write_manifest("sample", counts=summary, inputs={"model": str(path), "problems": cfg.problems.source,
+                                                           "n_problems": len(problems)})
+    print(format_summary(summary, out.path))
+    return summary
+
+
+def load_trees(out) -> list[Tree]:
+    """All trees of a stage folder, in shard order."""
+    return [Tree.from_dict(obj, where) for where, obj in out.iter_records()]
+
+
+def summarize(trees: list[Tree]) -> dict:
+    leaves = [(t, k) for t in trees for k in t.leaves()]
+    texts = {(t.problem.id, path_text(t, k)) for t, k in leaves}
+    correct = sum(1 for t, k in leaves if t.nodes[k].correct)
+    return {
+        "problems": len(trees),
+        "nodes": sum(len(t.nodes) for t in trees),
+        "leaves": len(leaves),
+        "distinct_paths": len(texts),
+        "correct_leaf_fraction": round(correct / max(len(leaves), 1), 4),
+        "problems_with_correct_leaf": sum(1 for t in trees if any(t.nodes[k].correct for k in t.leaves())),
+        "generated_tokens": sum(n.n_tokens for t in trees for n in t.nodes),
+    }
+
+
+def format_summary(summary: dict, path) -> str:
+    keys = ["problems", "nodes", "leaves", "distinct_paths", "correct_leaf_fraction",
+            "problems_with_correct_leaf", "generated_tokens", "seconds", "tokens_per_s"]
+    lines = [f"sample: wrote {path}"] + [f"  {k:28s} {summary[k]}" for k in keys if k in summary]
+    return "\n".join(lines)

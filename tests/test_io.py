@@ -1,0 +1,57 @@
+"""Artifact folders: atomic shards, manifests, malformed-line errors, schema checks."""
+
+import json
+
+import pytest
+
+from sppd.io import DataFileError, StageDir, read_jsonl, write_jsonl
+from sppd.records import SCHEMA_VERSION, Problem, RecordError, Tree
+
+
+def test_shards_are_atomic_and_killed_writes_are_ignored(tmp_path):
+    out = StageDir(tmp_path / "stage")
+    out.write_shard("t", 0, [{"schema": SCHEMA_VERSION, "x": 1}])
+    # what a kill -9 in the middle of a write leaves behind: a temp file, never a shard
+    (out.path / ".records-t-00001.jsonl.abc.tmp").write_text('{"schema": 1, "x": 2')
+    assert [p.name for p in out.shards()] == ["records-t-00000.jsonl"]
+    assert out.has_shard("t", 0) and not out.has_shard("t", 1)
+    assert [r["x"] for _, r in out.iter_records()] == [1]
+
+
+def test_manifest_marks_complete(tmp_path):
+    out = StageDir(tmp_path / "s")
+    assert not out.is_complete()
+    out.write_shard("t", 0, [{"schema": SCHEMA_VERSION}])
+    out.write_manifest("demo", counts={"n": 1}, inputs={"a": "b"})
+    manifest = out.read_manifest()
+    assert out.is_complete() and manifest["counts"] == {"n": 1} and manifest["shards"] == ["records-t-00000.jsonl"]
+    out.invalidate()
+    assert not out.is_complete()
+
+
+def test_malformed_line_names_file_and_line(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"a": 1}\n\n{"a": 2,,}\n')
+    with pytest.raises(DataFileError, match=r"bad\.jsonl:3: invalid JSON"):
+        list(read_jsonl(path))
+    path.write_text('[1, 2]\n')
+    with pytest.raises(DataFileError, match=r"bad\.jsonl:1: expected a JSON object"):
+        list(read_jsonl(path))
+
+
+def test_wrong_schema_is_refused(tmp_path):
+    out = StageDir(tmp_path)
+    write_jsonl(out.shard_path("t", 0), [{"schema": 999}])
+    with pytest.raises(DataFileError, match="field 'schema'"):
+        list(out.iter_records())
+
+
+def test_tree_round_trip_and_bad_fields():
+    tree = Tree(problem=Problem(id="p1", question="1+2", gold="3"), prompt_ids=[1, 2])
+    data = json.loads(json.dumps(tree.to_dict()))
+    assert Tree.from_dict(data) == tree
+    data["nodes"] = [{"id": 0}]
+    with pytest.raises(RecordError, match="node 0"):
+        Tree.from_dict(data, "f.jsonl:4")
+    with pytest.raises(RecordError, match="field 'gold'"):
+        Problem.from_dict({"id": "a", "question": "q", "gold": 3}, "f.jsonl:2")
