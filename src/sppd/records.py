@@ -143,3 +143,85 @@ class Tree:
             )
         except KeyError as exc:
             raise RecordError(f"{where}: missing field {exc.args[0]!r}") from None
+
+
+@dataclass
+class SFTExample:
+    """A full trajectory to imitate (SFT-PRM: tau_+ of §4.3). ``completion`` is the steps joined
+    by the step delimiter; training appends EOS because the trajectory is complete."""
+
+    id: str
+    problem_id: str
+    prompt: str
+    completion: str
+    steps: list[str]
+    min_value: float | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": SCHEMA_VERSION, "kind": "sft", **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "sft") -> "SFTExample":
+        return _from_dict(cls, data, where)
+
+
+@dataclass
+class PreferencePair:
+    """Sentence-level pair (DPO-PRM: chosen tau_+, rejected tau_-); both are complete trajectories.
+
+    Column names follow TRL's preference format (prompt/chosen/rejected).
+    """
+
+    id: str
+    problem_id: str
+    prompt: str
+    chosen: str
+    rejected: str
+    chosen_steps: list[str]
+    rejected_steps: list[str]
+    chosen_value: float | None = None
+    rejected_value: float | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": SCHEMA_VERSION, "kind": "pair", **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "pair") -> "PreferencePair":
+        return _from_dict(cls, data, where)
+
+
+@dataclass
+class StepPair:
+    """Two sibling steps after the same prefix (§4.1), with the values of the states they lead to.
+
+    Column names follow Step-DPO (prompt, initial_reason_steps, chosen, rejected); ``chosen`` and
+    ``rejected`` are single steps. ``initial_reason_steps`` is the prefix text (each prefix step
+    followed by the delimiter). A step that ends its trajectory (``*_terminal``) is trained with
+    EOS after it; an intermediate step is not.
+    """
+
+    id: str
+    problem_id: str
+    prompt: str
+    initial_reason_steps: str
+    prefix_steps: list[str]
+    chosen: str
+    rejected: str
+    chosen_value: float
+    rejected_value: float
+    chosen_terminal: bool = False
+    rejected_terminal: bool = False
+    depth: int = 0
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": SCHEMA_VERSION, "kind": "step_pair", **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "step_pair") -> "StepPair":
+        return _from_dict(cls, data, where)
+
+
+RECORD_KINDS = {"problem": Problem, "sft": SFTExample, "pair": PreferencePair, "step_pair": StepPair}

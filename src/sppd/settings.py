@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from sppd import config as _config
+from sppd.toy.pretrain import ToyPretrainConfig
 
 
 class ChatTemplateMode(StrEnum):
@@ -95,6 +96,113 @@ class SampleConfig:
     out: str = ""  # output folder (default: <run_dir>/trees)
 
 
+class PackingMode(StrEnum):
+    """How a causal PRM scores a tree."""
+
+    TREE = "tree"  # whole tree in one sequence, tree-shaped attention mask: each token once
+    PATH = "path"  # each root-to-leaf path once; shared prefixes reuse the path's scores
+    NODE = "node"  # every node's full prefix separately (the naive baseline)
+
+
+@dataclass
+class ScoreConfig:
+    scorer: str = "toy"  # PRM registry name: toy | mc | oracle | skywork | qwen25-math-prm | math-shepherd | rlhflow
+    prm_path: str = ""  # PRM folder (toy default: <run_dir>/prm)
+    packing: PackingMode = PackingMode.TREE  # how a token-level PRM scores a tree
+    max_batch_tokens: int = 16384  # token budget of one PRM forward
+    mc_min_paths: int = 0  # extra rollouts from nodes resting on fewer complete paths (0 = none)
+    trees: str = ""  # input trees (default: <run_dir>/trees)
+    out: str = ""  # output folder (default: <run_dir>/scored)
+
+
+@dataclass
+class PRMTrainConfig:
+    trees: list[str] = field(default_factory=list)  # tree folders with MC labels (default: [<run_dir>/trees])
+    out: str = ""  # PRM folder (default: <run_dir>/prm)
+    init_from_policy: bool = True  # start the backbone from the policy's weights
+    epochs: int = 3  # passes over the labelled paths
+    lr: float = 1e-3  # AdamW learning rate
+    batch_size: int = 32  # paths per step
+    min_mc_paths: int = 1  # a node's MC label is used when it rests on at least this many paths
+    val_fraction: float = 0.1  # problems held out to report PRM accuracy
+
+
+class StepPairMode(StrEnum):
+    """Which sibling pairs become step-level preference data."""
+
+    THRESHOLD = "threshold"  # pairs whose value gap exceeds build.step_gap (paper §6.1: 0.5)
+    EVERY_STEP = "every_step"  # a pair at every branching node (the §5 every-step variant)
+
+
+@dataclass
+class BuildConfig:
+    trees: str = ""  # scored trees folder (default: <run_dir>/scored)
+    out: str = ""  # output folder (default: <run_dir>/data)
+    step_gap: float = 0.5  # keep a step pair only when V(s_w) - V(s_l) exceeds this
+    step_pair_mode: StepPairMode = StepPairMode.THRESHOLD  # which sibling pairs to keep
+    pairs_per_parent: int = 1  # most pairs per branching node (best vs worst first)
+    require_complete_subtree: bool = False  # drop steps under which no complete path exists
+    max_step_pairs_per_problem: int = 0  # cap per problem (0 = no cap)
+
+
+class Objective(StrEnum):
+    SFT = "sft"  # next-token NLL on tau_+ (SFT-PRM, §4.3)
+    DPO = "dpo"  # sentence-level sigmoid DPO on (tau_+, tau_-) (DPO-PRM, §4.3)
+    STEP_DPO = "step_dpo"  # step pairs with a value margin (SPPD, Eq. 5)
+
+
+class OptimizerName(StrEnum):
+    ADAMW = "adamw"
+    SGD = "sgd"
+
+
+class MarginName(StrEnum):
+    """Margin of step-DPO: gamma*(V(s_w)-V(s_l)) (Eq. 5), a constant, or none (plain Step-DPO)."""
+
+    DYNAMIC = "dynamic"
+    FIXED = "fixed"
+    NONE = "none"
+
+
+class OverlongRule(StrEnum):
+    DROP = "drop"  # skip examples longer than train.max_length (logged and counted)
+    TRUNCATE = "truncate"  # cut the completion's end (the prompt is never cut)
+
+
+@dataclass
+class TrainConfig:
+    objective: Objective = Objective.SFT  # sft | dpo | step_dpo
+    data: str = ""  # records folder (default: <run_dir>/data/<sft|dpo|step_pairs>)
+    init: str = ""  # model folder to start from (default: the policy, model.path or toy base)
+    ref: str = ""  # reference model folder for dpo/step_dpo (default: init)
+    out: str = ""  # output folder (default: <run_dir>/train-<objective>)
+    optimizer: OptimizerName = OptimizerName.ADAMW  # paper: Adam for SFT, SGD for (step-)DPO
+    lr: float = 5e-6  # peak learning rate (paper: 5e-6 SFT, 1e-5 DPO/step-DPO)
+    weight_decay: float = 0.0  # decoupled weight decay
+    momentum: float = 0.0  # SGD momentum
+    epochs: int = 1  # passes over the data
+    max_steps: int = 0  # stop after this many optimizer steps (0 = epochs decide)
+    batch_size: int = 8  # examples (or pairs) per micro-batch per process
+    grad_accum: int = 1  # micro-batches per optimizer step
+    max_grad_norm: float = 1.0  # gradient clipping (0 = off)
+    warmup_ratio: float = 0.1  # linear warmup share of the steps, then cosine decay
+    min_lr_ratio: float = 0.0  # cosine floor as a fraction of lr
+    beta: float = 0.1  # DPO/step-DPO beta (paper: 0.1)
+    margin: MarginName = MarginName.DYNAMIC  # step-DPO margin mode
+    gamma: float = 1.0  # dynamic margin scale (paper sweeps 0.1..5)
+    fixed_margin: float = 0.0  # margin when margin=fixed
+    label_smoothing: float = 0.0  # conservative DPO smoothing
+    max_length: int = 1024  # longest prompt+completion in tokens
+    overlong: OverlongRule = OverlongRule.DROP  # what to do with longer examples
+    prefix_sharing: bool = True  # step pairs: prefix once, chosen and rejected side by side
+    mixed_precision: str = "auto"  # auto (bf16 on GPU, no on CPU) | no | bf16 | fp16
+    gradient_checkpointing: bool = False  # trade compute for memory on big models
+    save_every: int = 0  # checkpoint every N optimizer steps (0 = only at the end)
+    log_every: int = 1  # metrics line every N optimizer steps
+    trackers: list[str] = field(default_factory=list)  # accelerate trackers (tensorboard, wandb, ...)
+    seed: int = 0  # data order and init seed
+
+
 @dataclass
 class RunConfig:
     """Everything a run needs; ``sppd show-config`` prints it resolved."""
@@ -102,11 +210,16 @@ class RunConfig:
     run_dir: str = "runs/default"  # folder holding every stage's artifact folder
     seed: int = 0  # global seed; shards derive theirs from it
     threads: int = 0  # torch CPU threads (0 = all cores)
+    toy: ToyPretrainConfig = field(default_factory=ToyPretrainConfig)  # the toy world and its base model
     model: ModelConfig = field(default_factory=ModelConfig)
     prompt: PromptConfig = field(default_factory=PromptConfig)
     step: StepConfig = field(default_factory=StepConfig)
     problems: ProblemsConfig = field(default_factory=ProblemsConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
+    score: ScoreConfig = field(default_factory=ScoreConfig)
+    prm: PRMTrainConfig = field(default_factory=PRMTrainConfig)
+    build: BuildConfig = field(default_factory=BuildConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
 
 def load_run_config(name_or_path: str, overrides: list[str] | None = None) -> RunConfig:

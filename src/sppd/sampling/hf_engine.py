@@ -57,7 +57,7 @@ class HFEngine:
         ids, attn = _left_pad(prefixes, self.pad_id, self.device)
         pos = (attn.cumsum(-1) - 1).clamp(min=0)
         out = self.model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True)
-        cache = out.past_key_values
+        cache = _output_cache(out)
         logits = out.logits[:, -1, :].float()
         if n > 1:
             cache.batch_repeat_interleave(n)
@@ -87,7 +87,7 @@ class HFEngine:
                 input_ids=feed[:, None], attention_mask=attn, position_ids=next_pos[:, None],
                 use_cache=True, **{self._cache_kw: cache},
             )
-            cache, logits = out.past_key_values, out.logits[:, -1, :].float()
+            cache, logits = _output_cache(out), out.logits[:, -1, :].float()
             next_pos = next_pos + 1
         return [self._finish(state, r, params.stop) for r in range(rows)]
 
@@ -164,6 +164,12 @@ def _top_p(probs: torch.Tensor, top_p: float) -> torch.Tensor:
     drop = cum - sorted_p > top_p
     sorted_p = sorted_p.masked_fill(drop, 0.0)
     return torch.zeros_like(probs).scatter(-1, order, sorted_p)
+
+
+def _output_cache(out):
+    """The KV cache of a forward output (``cache`` in transformers >= 5.2x, else ``past_key_values``)."""
+    cache = getattr(out, "cache", None) if "cache" in out else None
+    return cache if cache is not None else out.past_key_values
 
 
 def _left_pad(seqs: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
