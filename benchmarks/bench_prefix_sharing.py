@@ -10,6 +10,7 @@ unshared implementation processes them: (prefix + chosen) + (prefix + rejected) 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import torch
@@ -93,6 +94,13 @@ def main() -> None:
     for name, rate in rates.items():
         print(f"{name:>9}: {rate:10,.0f} tokens/s  ({seconds[name]:.2f} s forward+backward)")
     print(f"ratio packed/unshared: {rates['packed'] / rates['unshared']:.2f}x")
+    result = {
+        "name": "prefix-shared pair log-probs (forward+backward)",
+        "command": f"python benchmarks/bench_prefix_sharing.py --attn {args.attn} --batch-size {args.batch_size}",
+        "ratios": [{"what": "packed tokens/s / unshared tokens/s", "value": round(rates["packed"] / rates["unshared"], 2),
+                    "goal": "> 1 (Wang & Hegde report 1.1-1.6x)"}],
+    }
+    print("BENCH_RESULT " + json.dumps(result))
 
 
 if __name__ == "__main__":

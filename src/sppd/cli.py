@@ -15,6 +15,7 @@ from sppd.config import ConfigError
 # subcommand -> (module, help)
 STAGES: dict[str, tuple[str, str]] = {
     "sample": ("sppd.stages.sample", "grow one sampling tree per problem (paper §4.2)"),
+    "eval": ("sppd.stages.eval", "Greedy / MAJ@N / ORM_VOTE@N / ORM_MAX@N on benchmarks"),
     "build": ("sppd.stages.build", "turn scored trees into SFT, DPO and step-pair sets (paper §4.1, §4.3, §5)"),
 }
 # ``sppd toy <action>``

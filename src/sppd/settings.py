@@ -204,6 +204,25 @@ class TrainConfig:
 
 
 @dataclass
+class EvalConfig:
+    benchmarks: list[str] = field(default_factory=lambda: ["toy"])  # toy | gsm8k | math500 | gaokao2023en | ocw | olympiadbench | JSONL path
+    n_problems: int = 0  # first n problems of each benchmark (0 = all)
+    n_samples: int = 8  # N of MAJ@N, ORM_VOTE@N, ORM_MAX@N, pass@N (0 = greedy only)
+    temperature: float = 0.7  # sampling temperature of the N samples
+    top_p: float = 1.0  # nucleus sampling of the N samples
+    max_new_tokens: int = 2048  # generation limit (paper: 2048)
+    batch_size: int = 128  # most sequences per engine call
+    problems_per_shard: int = 64  # problems per resumable output shard
+    prm: str = ""  # scorer for ORM methods ("" = score.scorer, "none" = skip ORM methods)
+    prm_path: str = ""  # PRM folder ("" = score.prm_path, toy default <run_dir>/prm)
+    sample_score: str = "last"  # which step score stands for a sample: last | min | mean
+    bootstrap: int = 1000  # bootstrap resamples for 95% intervals
+    grade_timeout_s: float = 5.0  # per-answer grading timeout (math-verify in worker processes)
+    model: str = ""  # model folder to evaluate (default: the policy)
+    out: str = ""  # output folder (default: <run_dir>/eval)
+
+
+@dataclass
 class RunConfig:
     """Everything a run needs; ``sppd show-config`` prints it resolved."""
 
@@ -220,6 +239,7 @@ class RunConfig:
     prm: PRMTrainConfig = field(default_factory=PRMTrainConfig)
     build: BuildConfig = field(default_factory=BuildConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
 
 def load_run_config(name_or_path: str, overrides: list[str] | None = None) -> RunConfig:
