@@ -1,0 +1,79 @@
+"""Skywork-o1-Open-PRM adapter: token layout of their prepare_input and the value head."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from prm_tiny_hf import char_ids, make_rlhflow_folder, make_skywork_folder
+from sppd.prm.base import PRMInput
+from sppd.prm.skywork import build_skywork_prm
+
+ITEM = PRMInput("1+1?", ["a=2", "so 2\n"])
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return make_skywork_folder(tmp_path_factory.mktemp("skywork") / "prm")
+
+
+@pytest.fixture(scope="module")
+def prm(tiny):
+    return build_skywork_prm(tiny.folder, device="cpu")
+
+
+def expected_layout(tiny):
+    """bos + "1+1?" + "\\n", then each step's ids followed by the newline id."""
+    bos = tiny.tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    newline = char_ids(tiny.tokenizer, "\n")[0]
+    ids = [bos] + char_ids(tiny.tokenizer, "1+1?") + [newline]
+    ids += char_ids(tiny.tokenizer, "a=2") + [newline]  # position 9
+    ids += char_ids(tiny.tokenizer, "so 2") + [newline]  # position 14; the step's own "\n" dropped
+    return ids, [9, 14]
+
+
+def test_layout_is_bos_question_newline_then_step_newline(tiny, prm):
+    ids, positions = expected_layout(tiny)
+    encoded = prm.encode(ITEM)
+    assert encoded.input_ids == ids
+    assert encoded.score_positions == positions
+
+
+def test_scores_are_sigmoid_of_the_value_head_at_each_step_newline(tiny, prm):
+    ids, positions = expected_layout(tiny)
+    with torch.no_grad():
+        hidden = tiny.reference.model(torch.tensor([ids])).last_hidden_state[0]
+        weight, bias = tiny.head["v_head.summary.weight"], tiny.head["v_head.summary.bias"]
+        values = torch.sigmoid(hidden @ weight[0] + bias[0])
+    (scores,) = prm.score([ITEM])
+    assert scores == pytest.approx(values[positions].tolist(), abs=1e-5)
+    # the neighbouring tokens score differently, so a shifted position would be caught
+    assert abs(values[8].item() - scores[0]) > 1e-3 and abs(values[13].item() - scores[1]) > 1e-3
+
+
+def test_bos_override_and_missing_bos(tiny, tmp_path):
+    prm = build_skywork_prm(tiny.folder, device="cpu", bos_token="<|im_end|>")
+    assert prm.encode(ITEM).input_ids[0] == tiny.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    folder = tmp_path / "nobos"
+    make_skywork_folder(folder)
+    tokenizer_config = folder / "tokenizer_config.json"
+    tokenizer_config.write_text(tokenizer_config.read_text().replace('"<|endoftext|>"', "null"))
+    with pytest.raises(ValueError, match="no bos_token"):
+        build_skywork_prm(folder, device="cpu")
+
+
+def test_a_missing_backbone_weight_is_an_error_not_a_random_init(tmp_path):
+    tiny = make_skywork_folder(tmp_path / "prm")
+    shard = tiny.folder / "model-00001-of-00002.safetensors"
+    state = load_file(str(shard))
+    del state["model.norm.weight"]
+    save_file(state, str(shard))
+    with pytest.raises(KeyError, match="model.norm.weight|norm.weight"):
+        build_skywork_prm(tiny.folder, device="cpu")
+
+
+def test_a_non_qwen2_folder_is_rejected(tmp_path):
+    tiny = make_rlhflow_folder(tmp_path / "llama")
+    with pytest.raises(ValueError, match="expected a qwen2 checkpoint"):
+        build_skywork_prm(tiny.folder, device="cpu")
