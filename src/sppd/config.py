@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import re
 import types
 import typing
 from dataclasses import fields, is_dataclass
@@ -26,7 +27,8 @@ class ConfigError(ValueError):
     """A config key is unknown, has the wrong type, or a required value is missing."""
 
 
-MISSING = "???"  # a YAML value meaning "the user must set this"
+MISSING = "???"
+_FLOAT_RE = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")  # a YAML value meaning "the user must set this"
 
 
 def shipped_config_names() -> list[str]:
@@ -159,6 +161,8 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
             raise ConfigError(f"config key '{where}': {value!r} is not one of: {choices}") from None
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if tp is float and isinstance(value, str) and _FLOAT_RE.fullmatch(value.strip()):
+        return float(value)  # PyYAML (YAML 1.1) reads "1e-5" as a string
     if tp is bool and not isinstance(value, bool):
         raise ConfigError(f"config key '{where}': expected true/false, got {value!r}")
     if tp in (int, float, str) and (not isinstance(value, tp) or (tp is int and isinstance(value, bool))):
