@@ -1,0 +1,341 @@
+"""Answer extraction: the final answer of a model's solution and the gold answer of each benchmark.
+
+Everything here is plain string work (no sympy, no math-verify), so importing this module is
+cheap and nothing in it can hang on untrusted text: every scan is linear in the input length.
+
+Model output: :func:`extract_answer` takes the last complete ``\\boxed{...}`` (nested braces,
+``\\boxed 5`` without braces and ``\\fbox{...}`` included), then falls back to the last explicit
+"The answer is ..." statement, then to a GSM8K-style ``#### 42`` line. It returns ``""`` when
+the text states no answer; callers treat ``""`` as "no answer" (never correct, never wins a
+vote).
+
+Golds: one small function per benchmark format (GSM8K ``####``, MATH/OCW last box, OlympiadBench
+``final_answer`` list, Gaokao ``$...$`` answers).
+
+Plain numbers: :func:`parse_plain_number` reads ``1,234``, ``-0.5``, ``3/4``, ``\\frac{3}{4}``,
+``50\\%`` into an exact ``Fraction`` with a regular grammar; the grader's fast path uses it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+
+_BOX_COMMAND_RE = re.compile(r"\\(?:boxed|fbox)")
+_BARE_BOX_ARG_RE = re.compile(r"[^\s$]+")
+# "The answer is", "the final answer is:", "Answer is" ... (last one in the text wins).
+_ANSWER_IS_RE = re.compile(r"(?:final\s+)?answer\s+is\s*:?\s*", re.IGNORECASE)
+_HASH_ANSWER_RE = re.compile(r"^[ \t]*####[ \t]*(.+?)[ \t]*$", re.MULTILINE)
+_UNESCAPED_DOLLAR_RE = re.compile(r"(?<!\\)\$")
+_DOLLAR_SEGMENT_RE = re.compile(r"(?<!\\)\$(.+?)(?<!\\)\$", re.DOTALL)
+_THOUSANDS_COMMA_RE = re.compile(r"(?<=\d),(?=\d)")
+
+
+def _closing_braces(text: str) -> dict[int, int]:
+    """Map the index of each balanced ``{`` to the index of its ``}`` (one linear pass).
+
+    ``\\{`` and ``\\}`` are literal braces in LaTeX and do not count towards the nesting.
+    """
+    closing: dict[int, int] = {}
+    open_stack: list[int] = []
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch == "\\":
+            i += 2  # skip the escaped character, whatever it is
+            continue
+        if ch == "{":
+            open_stack.append(i)
+        elif ch == "}" and open_stack:
+            closing[open_stack.pop()] = i
+        i += 1
+    return closing
+
+
+def _box_content_at(text: str, cmd_end: int, closing: dict[int, int]) -> str | None:
+    """Content of the box whose command name ends at ``cmd_end``; None if it is incomplete."""
+    i, n = cmd_end, len(text)
+    while i < n and text[i] in " \t":
+        i += 1
+    if i < n and text[i] == "{":
+        close = closing.get(i)
+        return None if close is None else text[i + 1 : close]
+    if i >= n or (i == cmd_end and text[i].isalpha()):
+        # "\boxedx" is another command name; "\boxed" at the very end is truncated output.
+        return None
+    # "\boxed 5": the argument runs to the next space or "$" (MATH train has two of these).
+    match = _BARE_BOX_ARG_RE.match(text, i)
+    return match.group(0) if match else None
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last complete ``\\boxed{...}`` / ``\\fbox{...}`` / ``\\boxed 5`` in ``text``.
+
+    A box cut off by the end of the text (truncated generation) is skipped, so the last complete
+    box before it is returned. None when there is no complete box.
+    """
+    cmd_ends = [m.end() for m in _BOX_COMMAND_RE.finditer(text)]
+    if not cmd_ends:
+        return None
+    closing = _closing_braces(text)
+    for cmd_end in reversed(cmd_ends):
+        content = _box_content_at(text, cmd_end, closing)
+        if content is not None:
+            return content
+    return None
+
+
+def _answer_is_statement(text: str) -> str | None:
+    """The value stated after the last "the answer is" in ``text`` (up to the end of its line)."""
+    matches = list(_ANSWER_IS_RE.finditer(text))
+    if not matches:
+        return None
+    rest = text[matches[-1].end() :]
+    line = rest.split("\n", 1)[0]
+    # A sentence may go on after the answer: "The answer is 5. Next we..." -> "5".
+    line = re.split(r"\.\s", line, maxsplit=1)[0]
+    return line
+
+
+def clean_answer(answer: str) -> str:
+    """Strip the wrapping a stated answer often carries.
+
+    Surrounding spaces, ``$...$``, ``\\(...\\)``, ``\\[...\\]``, markdown ``**...**`` and
+    trailing ``.``/``,``/``;`` go: `` $\\frac{1}{2}$. `` becomes ``\\frac{1}{2}``.
+    """
+    s = answer.strip()
+    for _ in range(4):  # a few rounds: "**$5$.**" -> "$5$." -> "$5$" -> "5"
+        before = s
+        if s.startswith("**") and s.endswith("**") and len(s) >= 4:
+            s = s[2:-2]
+        if s.startswith("\\(") and s.endswith("\\)"):
+            s = s[2:-2]
+        if s.startswith("\\[") and s.endswith("\\]"):
+            s = s[2:-2]
+        s = s.strip().rstrip(".,;").strip()
+        # Strip matching "$" runs at once (a loop over "$$$$..." would be quadratic).
+        dollars = min(len(s) - len(s.lstrip("$")), len(s) - len(s.rstrip("$")))
+        if dollars:
+            s = s[dollars : len(s) - dollars].strip()
+        if s == before:
+            break
+    return s
+
+
+def extract_answer(text: str) -> str:
+    """Final answer stated in a model's solution, cleaned; ``""`` when none is stated.
+
+    Order: last complete box, then the last "The answer is ..." statement, then ``#### x``.
+    """
+    for finder in (last_boxed, _answer_is_statement, _hash_answer):
+        found = finder(text)
+        if found is not None:
+            cleaned = clean_answer(found)
+            if cleaned:
+                return cleaned
+    return ""
+
+
+def _hash_answer(text: str) -> str | None:
+    matches = _HASH_ANSWER_RE.findall(text)
+    return matches[-1] if matches else None
+
+
+# --------------------------------------------------------------------------- golds per benchmark
+
+
+def gsm8k_gold(answer_field: str) -> str:
+    """GSM8K gold: the text after ``####``, thousands separators removed (``1,000`` -> ``1000``)."""
+    if "####" not in answer_field:
+        raise ValueError("GSM8K answer has no '####' line")
+    value = answer_field.rsplit("####", 1)[1].strip()
+    return _THOUSANDS_COMMA_RE.sub("", value)
+
+
+def boxed_gold(solution: str) -> str:
+    """MATH / OCW gold: the content of the solution's last box."""
+    content = last_boxed(solution)
+    if content is None:
+        raise ValueError("solution has no complete \\boxed{...}")
+    return content.strip()
+
+
+def strip_dollars(text: str) -> str:
+    """Remove unescaped ``$`` signs (kept: ``\\$``), then surrounding spaces."""
+    return _UNESCAPED_DOLLAR_RE.sub("", text).strip()
+
+
+def olympiadbench_gold(final_answer: Sequence[str] | str) -> str:
+    """OlympiadBench gold: ``final_answer[0]`` with ``$`` removed.
+
+    Multi-answer golds such as ``"$69$,$84$"`` become ``"69,84"``; a list with several strings is
+    joined with ``", "``.
+    """
+    if isinstance(final_answer, str):
+        final_answer = [final_answer]
+    if not final_answer:
+        raise ValueError("OlympiadBench final_answer is empty")
+    return ", ".join(strip_dollars(part) for part in final_answer)
+
+
+def gaokao_gold(answer: str) -> str:
+    """Gaokao2023-en gold from its ``$...$`` LaTeX answer.
+
+    When the answer starts with a ``$...$`` segment, the segments are the answer and the text
+    between them is a separator: ``"$48$, $384$"`` -> ``"48, 384"``, ``"$5$ or $9$"`` -> ``"5, 9"``,
+    ``"$145$solution:"`` -> ``"145"``. Otherwise (``"20 $cm^{2}$"``, ``"A"``) the ``$`` signs
+    are dropped and the text kept. Two records have an empty answer; their gold is ``""``.
+    """
+    s = answer.strip()
+    if s.startswith("$"):
+        segments = [seg.strip() for seg in _DOLLAR_SEGMENT_RE.findall(s)]
+        segments = [seg for seg in segments if seg]
+        if segments:
+            return ", ".join(segments)
+    return strip_dollars(s)
+
+
+# --------------------------------------------------------------------------- plain numbers
+
+_PLAIN_NUMBER_MAX_CHARS = 64  # longer "numbers" go to math-verify (and int() has a digit cap)
+_DECIMAL_RE = re.compile(r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+")
+_SLASH_FRACTION_RE = re.compile(r"(\d+)\s*/\s*(\d+)")
+_LATEX_FRACTION_RE = re.compile(r"\\[dt]?frac\s*\{\s*(-?\d+)\s*\}\s*\{\s*(-?\d+)\s*\}")
+_SHORT_FRACTION_RE = re.compile(r"\\[dt]?frac\s*(\d)\s*(\d)")  # \frac12
+_THIN_SPACE_SEPARATOR_RE = re.compile(r",\\!\s*")
+_DEGREE_SUFFIXES = ("^{\\circ}", "^\\circ", "\\circ")
+_PERCENT_SUFFIXES = ("\\%", "%")
+
+
+@dataclass(frozen=True)
+class PlainNumber:
+    """A number written plainly: integer, decimal, ``a/b`` or ``\\frac{a}{b}``, maybe a percent.
+
+    ``value`` is exact; for ``50\\%`` it is 50 and ``percent`` is True.
+    """
+
+    value: Fraction
+    decimal: bool
+    percent: bool
+
+
+def parse_plain_number(answer: str) -> PlainNumber | None:
+    """Parse a plainly written number; None for anything else (expressions, text, units).
+
+    Accepted: an optional sign, then ``1234``, ``1,234`` / ``1{,}234`` (thousands separators),
+    ``12.5``, ``.5``, ``3/4``, ``\\frac{3}{4}`` / ``\\dfrac`` / ``\\tfrac`` / ``\\frac34``,
+    optionally followed by ``\\%`` or ``^\\circ``; a leading ``\\$`` is ignored. This is a regular
+    grammar read by ``re``: nothing is evaluated.
+    """
+    if len(answer) > 2 * _PLAIN_NUMBER_MAX_CHARS:  # cheap reject before any string work
+        return None
+    s = clean_answer(answer)
+    if len(s) > _PLAIN_NUMBER_MAX_CHARS:
+        return None
+    # MATH writes thousands as "10{,}000" or "11,\\! 111"; "\\!" and "\\," are thin spaces.
+    s = _THIN_SPACE_SEPARATOR_RE.sub(",", s.replace("{,}", ","))
+    s = s.replace("\\!", "").replace("\\,", "").strip()
+    s = s.removeprefix("\\$").strip()
+    percent = False
+    for suffix in _PERCENT_SUFFIXES:
+        if s.endswith(suffix):
+            s, percent = s[: -len(suffix)].strip(), True
+            break
+    for suffix in _DEGREE_SUFFIXES:
+        if not percent and s.endswith(suffix):
+            s = s[: -len(suffix)].strip()
+            break
+    sign = 1
+    if s and s[0] in "+-":
+        sign, s = (-1 if s[0] == "-" else 1), s[1:].strip()
+    parsed = _unsigned_number(s)
+    if parsed is None:
+        return None
+    value, decimal = parsed
+    return PlainNumber(sign * value, decimal, percent)
+
+
+def _unsigned_number(s: str) -> tuple[Fraction, bool] | None:
+    """(value, is_decimal) of an unsigned plain number, or None."""
+    if _DECIMAL_RE.fullmatch(s):
+        return Fraction(s.replace(",", "")), "." in s
+    for pattern in (_SLASH_FRACTION_RE, _LATEX_FRACTION_RE, _SHORT_FRACTION_RE):
+        match = pattern.fullmatch(s)
+        if match:
+            numerator, denominator = int(match.group(1)), int(match.group(2))
+            if denominator == 0:
+                return None
+            return Fraction(numerator, denominator), False
+    return None
+
+
+def numbers_equal(gold: PlainNumber, pred: PlainNumber) -> bool:
+    """Equality of plain numbers, following math-verify's conventions.
+
+    Exact when both are integers or fractions; when either side is a decimal, both are rounded
+    to 6 places first (math-verify's ``float_rounding``), so ``1/3 == 0.333333`` but not
+    ``0.333``. A percent matches its face value or its value over 100 (``50\\% == 50 == 0.5``).
+    Deliberately more lenient than math-verify, which accepts the face value of integer percents
+    only (it grades ``12.5\\%`` against ``12.5`` wrong); golds such as OlympiadBench's ``62.5%``
+    are commonly answered ``62.5``, and the Qwen2.5-Math evaluator strips ``%`` altogether.
+    """
+    decimal = gold.decimal or pred.decimal
+    for g in _percent_readings(gold):
+        for p in _percent_readings(pred):
+            if (round(g, 6) == round(p, 6)) if decimal else g == p:
+                return True
+    return False
+
+
+def _percent_readings(number: PlainNumber) -> tuple:
+    return (number.value, number.value / 100) if number.percent else (number.value,)
+
+
+# --------------------------------------------------------------------------- canonical strings
+
+# Layout-only LaTeX: sizing of delimiters (not \leftarrow), thin spaces, display style.
+_LATEX_NOISE_RE = re.compile(r"\\(?:left|right|displaystyle)(?![a-zA-Z])|\\[!,;: ]")
+_TEXT_WRAPPERS = ("\\text{", "\\textbf{", "\\mathrm{", "\\mbox{")
+
+
+def canonical_answer(answer: str) -> str:
+    """A normal form of an answer string used as a cheap equality key.
+
+    Plain numbers become their exact rational value (``"0.50"``, ``"\\frac{1}{2}"`` and ``"1/2"``
+    all give ``"1/2"``, with ``%`` kept as a suffix); other answers lose only layout that never
+    changes meaning: ``$``, spaces, ``\\left``/``\\right``, thin spaces, ``\\dfrac``/``\\tfrac``
+    (-> ``\\frac``), ``^\\circ`` and ``\\text{...}`` wrappers.
+    """
+    s = clean_answer(answer)
+    number = parse_plain_number(s)
+    if number is not None:
+        return f"{number.value}{'%' if number.percent else ''}"
+    s = _LATEX_NOISE_RE.sub("", s)
+    s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
+    s = s.replace("^{\\circ}", "").replace("^\\circ", "")
+    for wrapper in _TEXT_WRAPPERS:
+        s = _unwrap_command(s, wrapper)
+    return "".join(s.split()).rstrip(".")
+
+
+def _unwrap_command(s: str, opener: str) -> str:
+    """Replace ``\\text{abc}`` (for ``opener='\\text{'``) by ``abc``; unbalanced text is kept."""
+    out: list[str] = []
+    i = 0
+    while True:
+        j = s.find(opener, i)
+        if j == -1:
+            out.append(s[i:])
+            return "".join(out)
+        depth, k = 1, j + len(opener)
+        while k < len(s) and depth:
+            depth += {"{": 1, "}": -1}.get(s[k], 0)
+            k += 1
+        if depth:  # unbalanced: leave the rest untouched
+            out.append(s[i:])
+            return "".join(out)
+        out.append(s[i:j])
+        out.append(s[j + len(opener) : k - 1])
+        i = k
