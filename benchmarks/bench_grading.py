@@ -11,6 +11,7 @@ Run: ``python benchmarks/bench_grading.py [--workers 2] [--limit 500]`` (about 1
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from collections import Counter
 
@@ -87,6 +88,16 @@ def main() -> None:
     print(f"paths (fast on): {dict(Counter(str(r.path) for r in fast_results))}")
     print(f"correct: fast on {sum(r.correct for r in fast_results)}, "
           f"fast off {sum(r.correct for r in slow_results)}, verdicts differing: {disagree}")
+    result = {
+        "name": "grading",
+        "command": f"python benchmarks/bench_grading.py --limit {args.limit} --workers {args.workers}",
+        "ratios": [
+            {"what": "answers/s with fast path / without (all MATH500-style pairs)",
+             "value": round(slow_s["all"] / fast_s["all"], 2), "goal": "> 1, identical verdicts"},
+            {"what": "verdicts differing between the two paths", "value": disagree, "goal": "0"},
+        ],
+    }
+    print("BENCH_RESULT " + json.dumps(result))
 
 
 if __name__ == "__main__":
