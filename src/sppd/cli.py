@@ -16,12 +16,22 @@ from sppd.config import ConfigError
 STAGES: dict[str, tuple[str, str]] = {
     "sample": ("sppd.stages.sample", "grow one sampling tree per problem (paper §4.2)"),
     "eval": ("sppd.stages.eval", "Greedy / MAJ@N / ORM_VOTE@N / ORM_MAX@N on benchmarks"),
+    "pipeline": ("sppd.stages.pipeline", "the whole method: sample, score, build, SFT, DPO, SPPD, Stage 2, ablations, report"),
+    "demo": ("sppd.stages.demo", "the pipeline on the toy world, then print the main table and the report path"),
+    "score": ("sppd.stages.score", "attach a PRM (or Monte-Carlo) value to every node of every tree"),
+    "train": ("sppd.stages.train", "train the policy: objective=sft|dpo|step_dpo"),
     "build": ("sppd.stages.build", "turn scored trees into SFT, DPO and step-pair sets (paper §4.1, §4.3, §5)"),
 }
 # ``sppd toy <action>``
 TOY_ACTIONS: dict[str, tuple[str, str]] = {
     "pretrain": ("sppd.stages.toy_pretrain", "train (or reuse the cached) toy base model"),
 }
+# ``sppd prm <action>``
+PRM_ACTIONS: dict[str, tuple[str, str]] = {
+    "train": ("sppd.stages.prm_train", "train the toy PRM on the trees' Monte-Carlo labels"),
+    "report": ("sppd.stages.prm_report", "PRM diagnostics: Table 5 / Figure 3 analogues, agreement with the checker"),
+}
+GROUPS = {"toy": ("the embedded toy arithmetic world", TOY_ACTIONS), "prm": ("process reward models", PRM_ACTIONS)}
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
@@ -36,10 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(show)
     for name, (_, help_text) in STAGES.items():
         _add_config_args(sub.add_parser(name, help=help_text))
-    toy = sub.add_parser("toy", help="the embedded toy arithmetic world")
-    toy_sub = toy.add_subparsers(dest="action", required=True)
-    for name, (_, help_text) in TOY_ACTIONS.items():
-        _add_config_args(toy_sub.add_parser(name, help=help_text))
+    for group, (group_help, actions) in GROUPS.items():
+        group_sub = sub.add_parser(group, help=group_help).add_subparsers(dest="action", required=True)
+        for name, (_, help_text) in actions.items():
+            _add_config_args(group_sub.add_parser(name, help=help_text))
     return parser
 
 
@@ -56,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "show-config":
         print(dump_yaml(cfg), end="")
         return 0
-    module = TOY_ACTIONS[args.action][0] if args.command == "toy" else STAGES[args.command][0]
+    module = GROUPS[args.command][1][args.action][0] if args.command in GROUPS else STAGES[args.command][0]
     try:
         importlib.import_module(module).main(cfg)
     except ConfigError as exc:

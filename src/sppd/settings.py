@@ -222,6 +222,24 @@ class EvalConfig:
     out: str = ""  # output folder (default: <run_dir>/eval)
 
 
+def _train(objective: Objective, optimizer: OptimizerName, lr: float) -> TrainConfig:
+    return TrainConfig(objective=objective, optimizer=optimizer, lr=lr)
+
+
+@dataclass
+class PipelineConfig:
+    stages: int = 2  # self-training stages (Stage 2 resamples with the Stage-1 SPPD model)
+    sft: TrainConfig = field(default_factory=lambda: _train(Objective.SFT, OptimizerName.ADAMW, 5e-6))  # SFT-PRM
+    dpo: TrainConfig = field(default_factory=lambda: _train(Objective.DPO, OptimizerName.SGD, 1e-5))  # DPO-PRM
+    step_dpo: TrainConfig = field(default_factory=lambda: _train(Objective.STEP_DPO, OptimizerName.SGD, 1e-5))  # SPPD
+    train_prm: bool = True  # toy world: train the toy PRM on the Stage-1 trees' MC labels
+    margin_ablation: bool = True  # Table 4: fixed and no margin from the same DPO model and data
+    gammas: list[float] = field(default_factory=lambda: [0.1, 0.5, 1.0, 2.0, 5.0])  # Figure 2 sweep ([] = skip)
+    ablation_eval_samples: int = 0  # N for ablation/sweep evals (0 = eval.n_samples)
+    control: bool = True  # toy world: continue pretraining for the same compute (a control row)
+    seeds: int = 1  # repeat the whole pipeline with seeds seed..seed+N-1 and report mean and std
+
+
 @dataclass
 class RunConfig:
     """Everything a run needs; ``sppd show-config`` prints it resolved."""
@@ -240,6 +258,7 @@ class RunConfig:
     build: BuildConfig = field(default_factory=BuildConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
 
 
 def load_run_config(name_or_path: str, overrides: list[str] | None = None) -> RunConfig:

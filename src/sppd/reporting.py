@@ -1,0 +1,192 @@
+"""``report.md`` of a pipeline run: the paper's tables and figures, from this run's numbers only.
+
+Table 1's analogue (each stage's Greedy / MAJ@N / ORM_VOTE@N / ORM_MAX@N with 95% intervals and
+deltas), the PRM diagnostics (Table 5, Figure 3), Table 4's analogue (dynamic vs fixed vs no
+margin), Figure 2's analogue (accuracy vs gamma) and training curves as PNGs, the wall time of
+every step, and plain-language verdicts that say when a stage did NOT help.
+With several seeds, cells are mean ± standard deviation over seeds.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+from sppd.io import atomic_write_text
+from sppd.settings import RunConfig
+
+MAIN_ROWS = ["Base", "SFT-PRM", "+DPO-PRM", "+SPPD"]
+METHODS = [("greedy", "Greedy"), ("maj", "MAJ@{n}"), ("orm_vote", "ORM_VOTE@{n}"), ("orm_max", "ORM_MAX@{n}")]
+
+
+def _acc(runs: list[dict], row: str, bench: str, method: str) -> list[float]:
+    return [r["evals"][row][bench][method]["acc"] for r in runs
+            if row in r["evals"] and method in r["evals"][row].get(bench, {})]
+
+
+def _cell(runs: list[dict], row: str, bench: str, method: str) -> str:
+    values = _acc(runs, row, bench, method)
+    if not values:
+        return "-"
+    if len(runs) == 1:
+        m = runs[0]["evals"][row][bench][method]
+        return f"{100 * m['acc']:.1f} [{100 * m['lo']:.1f}, {100 * m['hi']:.1f}]"
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{100 * statistics.mean(values):.1f} ± {100 * sd:.1f}"
+
+
+def _mean(runs, row, bench, method) -> float | None:
+    values = _acc(runs, row, bench, method)
+    return statistics.mean(values) if values else None
+
+
+def _delta(runs, row, prev, bench, method) -> str:
+    a, b = _mean(runs, row, bench, method), _mean(runs, prev, bench, method) if prev else None
+    return "" if a is None or b is None else f"{100 * (a - b):+.1f}"
+
+
+def table(runs: list[dict], rows: list[tuple[str, str | None]], bench: str, n: int, methods=METHODS) -> str:
+    """Markdown table: one row per (row, previous row for the delta)."""
+    head = ["model"] + [label.format(n=n) for _, label in methods] + ["Δ Greedy", f"Δ MAJ@{n}"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row, prev in rows:
+        if not any(row in r["evals"] for r in runs):
+            continue
+        cells = [_cell(runs, row, bench, m) for m, _ in methods]
+        lines.append("| " + " | ".join([row, *cells, _delta(runs, row, prev, bench, "greedy"),
+                                        _delta(runs, row, prev, bench, "maj")]) + " |")
+    return "\n".join(lines)
+
+
+def verdict(runs, a: str, b: str, bench: str, what: str) -> str:
+    """One sentence comparing row ``a`` with row ``b`` on greedy accuracy, honest about noise."""
+    ma, mb = _mean(runs, a, bench, "greedy"), _mean(runs, b, bench, "greedy")
+    if ma is None or mb is None:
+        return f"- {what}: not run."
+    diff = 100 * (ma - mb)
+    overlap = ""
+    if len(runs) == 1:
+        ea, eb = runs[0]["evals"][a][bench]["greedy"], runs[0]["evals"][b][bench]["greedy"]
+        overlap = " (95% intervals overlap: within noise)" if ea["lo"] <= eb["hi"] and eb["lo"] <= ea["hi"] else ""
+    word = "improves on" if diff > 0 else ("matches" if diff == 0 else "does NOT improve on")
+    return f"- {what}: {a} {word} {b} by {diff:+.1f} points greedy{overlap}."
+
+
+def plot_gamma(runs: list[dict], bench: str, n: int, path: Path) -> bool:
+    """Figure 2's analogue: greedy and MAJ@N accuracy against gamma (log x axis)."""
+    gammas = sorted({float(k.split("/", 1)[1]) for r in runs for k in r["evals"] if k.startswith("gamma/")})
+    if not gammas:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for method, label in [("greedy", "Greedy"), ("maj", f"MAJ@{n}")]:
+        ys = [_mean(runs, f"gamma/{g:g}", bench, method) for g in gammas]
+        pts = [(g, 100 * y) for g, y in zip(gammas, ys) if y is not None]
+        if pts:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
+    base = _mean(runs, "+DPO-PRM", bench, "greedy")
+    if base is not None:
+        ax.axhline(100 * base, ls="--", c="gray", label="DPO-PRM (start), greedy")
+    ax.set_xscale("log")
+    ax.set_xlabel("gamma (dynamic value margin scale)")
+    ax.set_ylabel(f"accuracy on {bench} (%)")
+    ax.set_title("Impact of gamma (Figure 2 analogue)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def plot_training(run: dict, path: Path) -> bool:
+    """Loss (and reward accuracy for preference objectives) per optimizer step for every training run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = {}
+    for row, folder in run["models"].items():
+        metrics = Path(folder) / "metrics.jsonl"
+        if metrics.exists() and row not in curves and not row.startswith(("Base", "gamma/", "ablation/")):
+            lines = [json.loads(x) for x in metrics.read_text().splitlines() if x.strip()]
+            curves[row] = [m for m in lines if "loss" in m]
+    if not curves:
+        return False
+    fig, axes = plt.subplots(1, len(curves), figsize=(3.2 * len(curves), 3), squeeze=False)
+    for ax, (row, points) in zip(axes[0], curves.items()):
+        ax.plot([m.get("step", i) for i, m in enumerate(points)], [m["loss"] for m in points], label="loss")
+        acc = [m.get("reward_accuracy", m.get("rewards/accuracies")) for m in points]
+        if any(a is not None for a in acc):
+            ax.plot([m.get("step", i) for i, m in enumerate(points)], acc, label="reward acc")
+        ax.set_title(row, fontsize=9)
+        ax.set_xlabel("optimizer step")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def write_report(cfg: RunConfig, runs: list[dict]) -> Path:
+    root = Path(cfg.run_dir)
+    n = cfg.eval.n_samples
+    seeds = f"{len(runs)} seeds (mean ± std)" if len(runs) > 1 else "1 seed (95% bootstrap intervals)"
+    out = [f"# SPPD pipeline report — `{cfg.run_dir}`", "",
+           f"Config: `{root / 'config.yaml'}`; {seeds}. Every number below was produced by this run.", ""]
+    first = runs[0]
+    for bench in cfg.eval.benchmarks:
+        stage_rows = [r for r in first["evals"] if r.startswith("+SPPD-Stage")]
+        chain = MAIN_ROWS + stage_rows
+        rows = [(r, chain[i - 1] if i else None) for i, r in enumerate(chain)]
+        rows += [(r, "Base") for r in first["evals"] if r.startswith("Control")]
+        out += [f"## Table 1 analogue — {bench}", "", table(runs, rows, bench, n), ""]
+        out += ["Verdicts:",
+                verdict(runs, "SFT-PRM", "Base", bench, "SFT-PRM"),
+                verdict(runs, "+DPO-PRM", "SFT-PRM", bench, "DPO-PRM"),
+                verdict(runs, "+SPPD", "+DPO-PRM", bench, "SPPD step-DPO"),
+                *[verdict(runs, r, p, bench, r) for r, p in rows if r.startswith("+SPPD-Stage")],
+                *[verdict(runs, "+SPPD", r, bench, "self-training vs the same compute of pretraining") for r, _ in rows if r.startswith("Control")],
+                ""]
+        abl = [("+SPPD", "+DPO-PRM"), ("ablation/fixed margin", "+DPO-PRM"), ("ablation/no margin", "+DPO-PRM")]
+        out += [f"## Table 4 analogue — margin ablation from DPO-PRM ({bench})", "",
+                f"Dynamic: γ={cfg.pipeline.step_dpo.gamma:g}·(V(s_w)−V(s_l)); fixed: the mean of that margin over the "
+                "same pairs; none: plain Step-DPO. Δ is against DPO-PRM, the common starting point.", "",
+                table(runs, abl, bench, n, METHODS[:2]), "",
+                verdict(runs, "+SPPD", "ablation/fixed margin", bench, "dynamic vs fixed margin"),
+                verdict(runs, "ablation/fixed margin", "ablation/no margin", bench, "fixed vs no margin"), ""]
+        gamma_png = root / f"figure2_gamma_{bench}.png"
+        if plot_gamma(runs, bench, n, gamma_png):
+            gamma_rows = sorted((r for r in first["evals"] if r.startswith("gamma/")), key=lambda r: float(r.split("/")[1]))
+            out += [f"## Figure 2 analogue — accuracy vs γ ({bench})", "", f"![gamma sweep]({gamma_png.name})", "",
+                    table(runs, [(r, "+DPO-PRM") for r in gamma_rows], bench, n, METHODS[:2]), ""]
+    if first.get("skipped"):
+        out += ["## Steps skipped", "", *[f"- {s}" for s in first["skipped"]], ""]
+    out += _prm_section(root)
+    if plot_training(first, root / "training_curves.png"):
+        out += ["## Training curves", "", "![training curves](training_curves.png)", ""]
+    out += ["## Wall time per step (seconds)", "", "| step | seconds |", "|---|---:|"]
+    out += [f"| {k} | {v:.1f} |" for k, v in first["timings"].items()]
+    out.append(f"| **total** | {sum(first['timings'].values()):.1f} |")
+    path = root / "report.md"
+    atomic_write_text(path, "\n".join(out) + "\n")
+    return path
+
+
+def _prm_section(root: Path) -> list[str]:
+    rep = root / "prm_report"
+    if not rep.exists():
+        rep = root / "seed-0" / "prm_report"
+    if not (rep / "table5.md").exists():
+        return []
+    lines = ["## PRM diagnostics (Table 5 and Figure 3 analogues, Stage-1 trees)", "", (rep / "table5.md").read_text().strip(), ""]
+    if (rep / "figure3.png").exists():
+        lines += [f"![PRM segment scores]({(rep / 'figure3.png').relative_to(root)})", ""]
+    if (rep / "agreement.md").exists():
+        lines += [(rep / "agreement.md").read_text().strip(), ""]
+    return lines

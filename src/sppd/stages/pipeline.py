@@ -1,0 +1,223 @@
+"""``sppd pipeline``: the whole SPPD method as a chain of resumable stages, then a report.
+
+(toy pretrain) -> sample trees with the base policy -> (train the toy PRM) -> score -> build ->
+SFT-PRM -> DPO-PRM (from and referenced to SFT) -> SPPD step-DPO with the dynamic margin (from
+DPO) -> Stage 2 (resample with the SPPD model, score, build, step-DPO again), evaluating after
+every stage. Ablations from the same DPO-PRM model and data: fixed and no margin (Table 4) and a
+gamma sweep (Figure 2); on the toy world a control row continues pretraining for the same
+compute. Every stage writes its own folder and is skipped when complete, so a killed pipeline
+resumes where it stopped. ``report.md`` is written from the numbers of this run only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import time
+from pathlib import Path
+
+from sppd.io import StageDir, atomic_write_json
+from sppd.records import SFTExample, StepPair
+from sppd.settings import MarginName, Objective, RunConfig, TrainConfig
+from sppd.stages import common
+
+
+class Timer:
+    """Wall time per pipeline step, kept in ``timings.json`` (skipped steps cost ~0 s)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.times: dict[str, float] = json.loads(path.read_text()) if path.exists() else {}
+
+    def run(self, name: str, fn):
+        start = time.perf_counter()
+        result = fn()
+        spent = time.perf_counter() - start
+        if spent > 1.0 or name not in self.times:  # keep the real time of a step a rerun skipped
+            self.times[name] = round(spent, 1)
+        atomic_write_json(self.path, self.times)
+        return result
+
+
+class Pipeline:
+    """One seed's run of the method; ``rows`` collects the evaluations the report shows."""
+
+    def __init__(self, cfg: RunConfig):
+        self.root = Path(cfg.run_dir)
+        prm_dir = str(self.root / "prm") if cfg.score.scorer == "toy" and not cfg.score.prm_path else cfg.score.prm_path
+        self.cfg = dataclasses.replace(cfg, score=dataclasses.replace(cfg.score, prm_path=prm_dir))
+        self.timer = Timer(self.root / "timings.json")
+        self.evals: dict[str, dict] = {}
+        self.models: dict[str, str] = {}
+        self.skipped: list[str] = []
+        self.toy = cfg.problems.source == "toy"
+
+    # -- stage wrappers ------------------------------------------------------------------
+    def sample(self, stage: str, model: str) -> Path:
+        from sppd.stages import sample
+
+        out = self.root / stage / "trees"
+        cfg = dataclasses.replace(self.cfg, seed=common.derive_seed(self.cfg.seed, stage))
+        self.timer.run(f"{stage}/sample", lambda: sample.main(cfg, model_path=model, out_dir=str(out)))
+        return out
+
+    def score_and_build(self, stage: str, trees: Path) -> Path:
+        from sppd.stages import build, score
+
+        scored, data = self.root / stage / "scored", self.root / stage / "data"
+        cfg = dataclasses.replace(self.cfg, score=dataclasses.replace(self.cfg.score, trees=str(trees)))
+        self.timer.run(f"{stage}/score", lambda: score.main(cfg, out_dir=str(scored)))
+        self.timer.run(f"{stage}/build", lambda: build.main(self.cfg, trees_dir=str(scored), out_dir=str(data)))
+        return data
+
+    def train(self, name: str, tcfg: TrainConfig, data: Path, init: str, ref: str | None = None, **changes) -> str:
+        from sppd.stages import train
+
+        out = self.root / name
+        if not any(True for _ in StageDir(data).iter_records()):
+            # e.g. a weak policy produced no correct path: nothing to learn from, keep the model
+            print(f"pipeline: {name}: no training records in {data}; skipped (model stays {init})")
+            self.skipped.append(f"{name}: no training records in {data}")
+            return init
+        t = dataclasses.replace(tcfg, data=str(data), init=init, ref=ref or init, out=str(out), seed=self.cfg.seed, **changes)
+        self.timer.run(f"{name}/train", lambda: train.main(dataclasses.replace(self.cfg, train=t)))
+        return str(out)
+
+    def evaluate(self, row: str, model: str, n_samples: int | None = None) -> dict:
+        from sppd.stages import eval as eval_stage
+
+        same = [r for r, m in self.models.items() if m == model and (n_samples or self.cfg.eval.n_samples) ==
+                self.evals[r]["_meta"]["n_samples"]]
+        if same:  # a skipped step leaves the model unchanged: its evaluation is the same
+            self.evals[row], self.models[row] = self.evals[same[0]], model
+            return self.evals[row]
+        e = self.cfg.eval if n_samples is None else dataclasses.replace(self.cfg.eval, n_samples=n_samples)
+        cfg = dataclasses.replace(self.cfg, eval=e)
+        folder = self.root / "eval" / row.replace("/", "_").replace(" ", "_")
+        metrics = self.timer.run(f"eval/{row}", lambda: eval_stage.main(cfg, model_path=model, out_dir=str(folder)))
+        self.evals[row] = metrics
+        self.models[row] = model
+        return metrics
+
+    # -- the method ----------------------------------------------------------------------
+    def run(self) -> dict:
+        from sppd.stages import prm_report, prm_train
+
+        p = self.cfg.pipeline
+        base = str(self.timer.run("toy/pretrain", lambda: common.policy_path(self.cfg)))
+        trees = self.sample("stage1", base)
+        if self.toy and p.train_prm and self.cfg.score.scorer == "toy":
+            cfg = dataclasses.replace(self.cfg, prm=dataclasses.replace(self.cfg.prm, trees=[str(trees)]),
+                                      model=dataclasses.replace(self.cfg.model, path=base))
+            self.timer.run("stage1/prm_train", lambda: prm_train.main(cfg, out_dir=self.cfg.score.prm_path))
+        data = self.score_and_build("stage1", trees)
+        self.evaluate("Base", base)  # after the PRM exists: ORM methods need it
+        self.timer.run("stage1/prm_report", lambda: prm_report.main(
+            self.cfg, trees_dir=str(self.root / "stage1" / "scored"), out_dir=str(self.root / "prm_report")))
+        sft = self.train("stage1/sft", p.sft, data / "sft", base)
+        self.evaluate("SFT-PRM", sft)
+        dpo = self.train("stage1/dpo", p.dpo, data / "dpo", sft)
+        self.evaluate("+DPO-PRM", dpo)
+        sppd = self.train("stage1/sppd", p.step_dpo, data / "step_pairs", dpo)
+        self.evaluate("+SPPD", sppd)
+        self.ablations(data / "step_pairs", dpo)
+        if self.toy and p.control:
+            self.control(base)
+        model = sppd
+        for stage in range(2, p.stages + 1):
+            name = f"stage{stage}"
+            stage_data = self.score_and_build(name, self.sample(name, model))
+            model = self.train(f"{name}/sppd", p.step_dpo, stage_data / "step_pairs", model)
+            self.evaluate(f"+SPPD-Stage{stage}", model)
+        return self.summary()
+
+    def ablations(self, pairs: Path, dpo: str) -> None:
+        """Table 4 (dynamic vs fixed vs no margin) and Figure 2 (gamma sweep), all from DPO-PRM."""
+        p = self.cfg.pipeline
+        n = p.ablation_eval_samples or None
+        step = p.step_dpo
+        if p.margin_ablation:
+            mean_margin = step.gamma * mean_value_gap(pairs)
+            fixed = self.train("stage1/ablate-fixed", step, pairs, dpo, margin=MarginName.FIXED, fixed_margin=round(mean_margin, 6))
+            self.evaluate("ablation/fixed margin", fixed, n)
+            none = self.train("stage1/ablate-none", step, pairs, dpo, margin=MarginName.NONE)
+            self.evaluate("ablation/no margin", none, n)
+        for gamma in p.gammas:
+            if gamma == step.gamma and step.margin == MarginName.DYNAMIC:
+                self.evals[f"gamma/{gamma:g}"] = self.evals["+SPPD"]
+                continue
+            model = self.train(f"stage1/gamma-{gamma:g}", step, pairs, dpo, margin=MarginName.DYNAMIC, gamma=gamma)
+            self.evaluate(f"gamma/{gamma:g}", model, n)
+
+    def control(self, base: str) -> None:
+        """Continue pretraining on the (noisy) base corpus for as many tokens as self-training used."""
+        tokens = sum(_train_tokens(self.root / name) for name in ("stage1/sft", "stage1/dpo", "stage1/sppd"))
+        if tokens <= 0:
+            self.skipped.append("control: self-training processed no tokens, so there is no compute to match")
+            return
+        data = self.root / "control" / "data"
+        if not StageDir(data).is_complete():
+            write_corpus_records(self.cfg, data, tokens)
+        toy = self.cfg.toy
+        tcfg = dataclasses.replace(self.cfg.pipeline.sft, objective=Objective.SFT, lr=toy.lr * toy.min_lr_ratio, epochs=1)
+        model = self.train("control/continued", tcfg, data, base)
+        self.evaluate("Control: base + continued pretraining", model)
+
+    def summary(self) -> dict:
+        return {"evals": self.evals, "models": self.models, "timings": self.timer.times, "skipped": self.skipped}
+
+
+def mean_value_gap(pairs: Path) -> float:
+    """Mean V(s_w) - V(s_l) over a step-pair folder: the fixed margin that matches the dynamic one on average."""
+    records = (StepPair.from_dict(obj, where) for where, obj in StageDir(pairs).iter_records())
+    gaps = [r.chosen_value - r.rejected_value for r in records]
+    return sum(gaps) / max(len(gaps), 1)
+
+
+def _train_tokens(folder: Path) -> int:
+    """Tokens a training run processed, from its summary (0 if unknown)."""
+    for name in ("train_summary.json", "manifest.json"):
+        path = folder / name
+        if path.exists():
+            data = json.loads(path.read_text())
+            data = data.get("counts", data)
+            for key in ("tokens", "train_tokens", "total_tokens"):
+                if key in data:
+                    return int(data[key])
+    return 0
+
+
+def write_corpus_records(cfg: RunConfig, folder: Path, tokens: int) -> None:
+    """SFT records drawn like the pretraining corpus (same noise), about ``tokens`` tokens in all."""
+    from sppd.toy.world import corrupt_steps, format_solution, generate_problems
+
+    rng = random.Random(common.derive_seed(cfg.seed, "control"))
+    problems = generate_problems(cfg.toy.world, "train", 20000, seed=cfg.seed + 99)
+    records, total = [], 0
+    for problem in problems:
+        if total >= max(tokens, 1):
+            break
+        steps, _ = corrupt_steps(problem.question, cfg.toy.world, rng)
+        completion = format_solution(steps, steps[-1].result)
+        total += len(problem.question) + len(completion) + 6
+        records.append(SFTExample(id=f"control-{problem.id}", problem_id=problem.id, prompt=problem.question,
+                                  completion=completion, steps=completion.split("\n")).to_dict())
+    out = StageDir(folder)
+    out.write_shard("sft", 0, records)
+    out.write_manifest("control-data", counts={"examples": len(records), "approx_tokens": total},
+                       inputs={"target_tokens": tokens})
+
+
+def main(cfg: RunConfig) -> dict:
+    """Run the pipeline (``pipeline.seeds`` times) and write ``report.md``; returns the summaries."""
+    from sppd.reporting import write_report
+
+    seeds = max(1, cfg.pipeline.seeds)
+    runs = []
+    for k in range(seeds):
+        run_cfg = cfg if seeds == 1 else dataclasses.replace(cfg, seed=cfg.seed + k, run_dir=str(Path(cfg.run_dir) / f"seed-{k}"))
+        runs.append(Pipeline(run_cfg).run())
+    report = write_report(cfg, runs)
+    print(f"\nreport: {report}")
+    return {"runs": runs, "report": str(report)}
