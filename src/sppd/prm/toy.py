@@ -1,0 +1,310 @@
+"""The learned toy PRM: a tiny Llama backbone with a value head, trained on tree MC labels.
+
+It gives the toy world what the paper had in Skywork-o1-Open-PRM: a learned, imperfect PRM
+that can score any trajectory, also ones that are in no tree (ORM_VOTE/ORM_MAX at evaluation).
+It follows Skywork's convention, in the toy world's text format: the input is the toy prompt
+(``<bos>Q: <question>\\n``), then each step followed by ``"\\n"``; the value after a step is
+``sigmoid(value_head(h))`` at that step's newline.
+
+On disk it is an HF-style folder: the ``LlamaModel`` backbone (``config.json`` +
+``model.safetensors`` via ``save_pretrained``), the tokenizer, ``value_head.safetensors`` and
+``toy_prm.json`` (format version and training metrics).
+
+Training (``train_toy_prm``) fits soft targets, the trees' MC values, with binary cross-entropy
+at the newline of each step. Each distinct node is labelled once (on the first complete path
+through it, in leaf order), not once per path: a node near the root lies on most paths, so
+per-path labelling would weight the shallow, mostly easy states by their number of
+descendants and drown the late steps where the errors are. Once per node gives every distinct
+state the same weight, like the packed-tree scoring does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from sppd.prm.base import EncodedInput, PRMInput
+from sppd.prm.hf_common import HFPRMOptions, pad_right, pad_token_id_of, resolve_device, score_with_token_model
+from sppd.records import Tree
+from sppd.sampling.tree import path_steps
+from sppd.settings import PRMTrainConfig
+from sppd.toy.world import STEP_DELIMITER, prompt_text
+
+FORMAT_VERSION = 1
+META_FILE = "toy_prm.json"
+HEAD_FILE = "value_head.safetensors"
+
+
+class ToyValueModel(nn.Module):
+    """``LlamaModel`` + ``value_head = Linear(hidden, 1)``: one value logit per token."""
+
+    def __init__(self, backbone: nn.Module) -> None:
+        super().__init__()
+        self.model = backbone  # named like Skywork's so packing finds the backbone config
+        self.value_head = nn.Linear(backbone.config.hidden_size, 1)
+        nn.init.zeros_(self.value_head.weight)  # start at 0.5 everywhere, not at random values
+        nn.init.zeros_(self.value_head.bias)
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor
+    ) -> torch.Tensor:
+        """Value logits ``(B, T)`` for ``(B, T)`` ids; the mask may be ``(B, T)`` or ``(B, 1, T, T)``."""
+        hidden = self.model(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
+        ).last_hidden_state  # (B, T, H)
+        return self.value_head(hidden).squeeze(-1)
+
+
+class ToyPRM:
+    """The toy PRM as a ``TokenLevelPRM`` (``encode``/``token_scores`` let trees be packed)."""
+
+    name = "toy"
+
+    def __init__(self, model: ToyValueModel, tokenizer: Any, batch_size: int = 64,
+                 max_batch_tokens: int = 16384) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.pad_token_id = pad_token_id_of(tokenizer)
+        self.newline_id = tokenizer(STEP_DELIMITER, add_special_tokens=False)["input_ids"][-1]
+        self.batch_size = batch_size
+        self.max_batch_tokens = max_batch_tokens
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def encode(self, item: PRMInput) -> EncodedInput:
+        """``<bos>Q: question\\n`` then per step its characters and a newline (scored there)."""
+        input_ids = list(self.tokenizer(prompt_text(item.question))["input_ids"])
+        positions = []
+        for step in item.steps:
+            input_ids += self.tokenizer(step.rstrip("\n"), add_special_tokens=False)["input_ids"]
+            input_ids.append(self.newline_id)
+            positions.append(len(input_ids) - 1)
+        return EncodedInput(input_ids=input_ids, score_positions=positions)
+
+    def token_scores(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor
+    ) -> torch.Tensor:
+        """``sigmoid`` of the value head at every token, ``(B, T)``."""
+        return torch.sigmoid(self.model(input_ids, attention_mask, position_ids))
+
+    def score(self, items: Sequence[PRMInput]) -> list[list[float]]:
+        options = HFPRMOptions(path="<toy>", device=str(self.device), dtype="float32",
+                               batch_size=self.batch_size, max_batch_tokens=self.max_batch_tokens)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            return score_with_token_model(self, items, options, self.device)
+        finally:
+            self.model.train(was_training)
+
+    def save(self, folder: str | Path, metrics: dict[str, Any] | None = None) -> Path:
+        """Write the HF-style folder described in the module docstring; returns it."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.model.model.save_pretrained(folder)
+        self.tokenizer.save_pretrained(folder)
+        head = {k: v.detach().cpu().contiguous() for k, v in self.model.value_head.state_dict().items()}
+        save_file(head, str(folder / HEAD_FILE))
+        meta = {"format": FORMAT_VERSION, "kind": "toy-prm", "score": "sigmoid at each step's newline",
+                "hidden_size": self.model.model.config.hidden_size, "metrics": metrics or {}}
+        (folder / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        return folder
+
+
+def new_toy_prm(backbone: nn.Module, tokenizer: Any) -> ToyPRM:
+    """A toy PRM around ``backbone`` (a ``LlamaModel``) with a fresh zero value head."""
+    return ToyPRM(ToyValueModel(backbone), tokenizer)
+
+
+def backbone_from_policy(policy_path: str | Path) -> tuple[nn.Module, Any]:
+    """``(LlamaModel, tokenizer)`` of a policy folder: the causal LM's ``.model``, lm_head dropped."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    policy = AutoModelForCausalLM.from_pretrained(str(policy_path), local_files_only=True, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(str(policy_path), local_files_only=True)
+    return policy.model, tokenizer
+
+
+def random_backbone(model_cfg=None) -> tuple[nn.Module, Any]:
+    """``(LlamaModel, toy tokenizer)`` randomly initialised as the toy policy would be."""
+    from sppd.toy.model import ToyModelConfig, build_toy_model
+    from sppd.toy.tokenizer import build_toy_tokenizer
+
+    tokenizer = build_toy_tokenizer()
+    return build_toy_model(model_cfg or ToyModelConfig(), tokenizer).model, tokenizer
+
+
+def build_toy_prm(path: str | Path, device: str = "cpu", batch_size: int = 64,
+                  max_batch_tokens: int = 16384) -> ToyPRM:
+    """Load a toy PRM folder written by ``ToyPRM.save`` (registry factory for ``toy``)."""
+    from transformers import AutoTokenizer, LlamaModel
+
+    folder = Path(path)
+    meta_file = folder / META_FILE
+    if not meta_file.is_file():
+        raise FileNotFoundError(f"{folder}: no {META_FILE}; train a toy PRM first (sppd prm train)")
+    meta = json.loads(meta_file.read_text())
+    if meta.get("format") != FORMAT_VERSION:
+        raise ValueError(f"{meta_file}: format {meta.get('format')!r}, this sppd reads {FORMAT_VERSION}")
+    backbone = LlamaModel.from_pretrained(str(folder), local_files_only=True, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    model = ToyValueModel(backbone)
+    model.value_head.load_state_dict(load_file(str(folder / HEAD_FILE)))
+    model = model.to(resolve_device(device)).eval()
+    return ToyPRM(model, tokenizer, batch_size=batch_size, max_batch_tokens=max_batch_tokens)
+
+
+# --- training ---------------------------------------------------------------------------------
+
+# (input ids, score positions to train, their soft targets)
+LabelledPath = tuple[list[int], list[int], list[float]]
+
+
+def labelled_paths(prm: ToyPRM, trees: Sequence[Tree], min_paths: int) -> list[LabelledPath]:
+    """One example per complete path; each distinct node's MC label appears on one path only.
+
+    A node is labelled when it rests on at least ``min_paths`` complete paths (``mc_count``).
+    """
+    examples = []
+    for tree in trees:
+        claimed: set[int] = set()
+        for leaf in tree.leaves():
+            path = tree.path_to(leaf)
+            enc = prm.encode(PRMInput(tree.problem.question, path_steps(tree, leaf)))
+            keep = [j for j, k in enumerate(path) if k not in claimed
+                    and tree.nodes[k].mc_value is not None and tree.nodes[k].mc_count >= min_paths]
+            claimed.update(path)
+            if keep:
+                examples.append((enc.input_ids, [enc.score_positions[j] for j in keep],
+                                 [float(tree.nodes[path[j]].mc_value) for j in keep]))
+    return examples
+
+
+def split_by_problem(trees: Sequence[Tree], val_fraction: float, seed: int) -> tuple[list[Tree], list[Tree]]:
+    """``(train, val)`` trees; a problem's side is fixed by a hash of its id and ``seed``."""
+    def bucket(tree: Tree) -> float:
+        digest = hashlib.sha256(f"prm-val/{seed}/{tree.problem.id}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") / 2.0**64
+
+    val = [t for t in trees if bucket(t) < val_fraction]
+    train = [t for t in trees if bucket(t) >= val_fraction]
+    if not train:
+        raise ValueError(f"prm.val_fraction={val_fraction} leaves no training problems out of {len(trees)}")
+    return train, val
+
+
+def bce_loss(prm: ToyPRM, batch: Sequence[LabelledPath]) -> torch.Tensor:
+    """Mean soft-target BCE over the labelled positions of a batch of paths (scalar)."""
+    device = prm.device
+    input_ids, attention_mask, position_ids = pad_right([ids for ids, _, _ in batch], prm.pad_token_id, device)
+    logits = prm.model(input_ids, attention_mask, position_ids)  # (B, T)
+    rows = torch.tensor([b for b, (_, pos, _) in enumerate(batch) for _ in pos], device=device)
+    cols = torch.tensor([p for _, pos, _ in batch for p in pos], device=device)
+    targets = torch.tensor([y for _, _, ys in batch for y in ys], device=device)
+    return torch.nn.functional.binary_cross_entropy_with_logits(logits[rows, cols], targets)
+
+
+def train_toy_prm(
+    trees: Sequence[Tree],
+    cfg: PRMTrainConfig,
+    policy_path: str | Path | None = None,
+    *,
+    seed: int = 0,
+    model_cfg: Any = None,
+    progress: bool = True,
+) -> tuple[ToyPRM, dict[str, Any]]:
+    """Train a toy PRM on the MC labels of ``trees`` (``mc_value``/``mc_count`` attached).
+
+    The backbone starts from the policy at ``policy_path`` when ``cfg.init_from_policy``
+    (required then), else from a random toy Llama (``model_cfg``: a ``ToyModelConfig``).
+    Returns the PRM and its metrics, held-out ones included (see ``evaluate_toy_prm``).
+    """
+    from tqdm.auto import tqdm
+
+    train_trees, val_trees = split_by_problem(trees, cfg.val_fraction, seed)
+    if cfg.init_from_policy:
+        if policy_path is None:
+            raise ValueError("prm.init_from_policy is set but no policy folder was given")
+        backbone, tokenizer = backbone_from_policy(policy_path)
+    else:
+        backbone, tokenizer = random_backbone(model_cfg)
+    prm = new_toy_prm(backbone, tokenizer)
+    examples = labelled_paths(prm, train_trees, cfg.min_mc_paths)
+    if not examples:
+        raise ValueError("no labelled paths: do the trees have complete paths and MC values?")
+    optimizer = torch.optim.AdamW(prm.model.parameters(), lr=cfg.lr, weight_decay=0.01)
+    rng = random.Random(seed)
+    steps_per_epoch = math.ceil(len(examples) / cfg.batch_size)
+    bar = tqdm(total=cfg.epochs * steps_per_epoch, desc="prm train", unit="step", disable=not progress)
+    prm.model.train()
+    curve, start = [], time.perf_counter()
+    for epoch in range(cfg.epochs):
+        order = list(range(len(examples)))
+        rng.shuffle(order)
+        losses = []
+        for i in range(0, len(order), cfg.batch_size):
+            loss = bce_loss(prm, [examples[j] for j in order[i : i + cfg.batch_size]])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(prm.model.parameters(), 1.0)
+            optimizer.step()
+            losses.append(loss.item())
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        curve.append({"epoch": epoch + 1, "train_loss": sum(losses) / len(losses)})
+    bar.close()
+    prm.model.eval()
+    metrics = {"train_problems": len(train_trees), "val_problems": len(val_trees),
+               "train_paths": len(examples), "train_labels": sum(len(p) for _, p, _ in examples),
+               "epochs": cfg.epochs, "seconds": round(time.perf_counter() - start, 2),
+               "curve": curve, "train_loss": curve[-1]["train_loss"] if curve else None,
+               "init_from_policy": str(policy_path) if cfg.init_from_policy else None}
+    if val_trees:
+        metrics["val"] = evaluate_toy_prm(prm, val_trees, cfg.min_mc_paths)
+    return prm, metrics
+
+
+def evaluate_toy_prm(prm: ToyPRM, trees: Sequence[Tree], min_paths: int = 1) -> dict[str, Any]:
+    """Held-out numbers: BCE/MAE against MC labels, step agreement with the exact checker
+    (the oracle's prefix-correctness), the MC labels' own agreement, trajectory accuracy."""
+    from sppd.prm.packing import score_trees
+    from sppd.prm.report import (
+        checker_agreement, oracle_node_labels, step_agreement, trajectories, trajectory_accuracy,
+    )
+
+    scores, _ = score_trees(prm, trees)
+    labelled = [(s, t.nodes[k].mc_value) for t, ss in zip(trees, scores) for k, s in enumerate(ss)
+                if t.nodes[k].mc_value is not None and t.nodes[k].mc_count >= min_paths]
+    eps = 1e-6
+    bce = -sum(y * math.log(max(s, eps)) + (1 - y) * math.log(max(1 - s, eps)) for s, y in labelled)
+    oracle = [v for t in trees for v in oracle_node_labels(t)]
+    trajs = trajectories([_with_values(t, ss) for t, ss in zip(trees, scores)])
+    return {
+        "nodes": len(oracle),
+        "mc_bce": bce / len(labelled) if labelled else None,
+        "mc_mae": sum(abs(s - y) for s, y in labelled) / len(labelled) if labelled else None,
+        "checker_agreement": step_agreement([s for ss in scores for s in ss], oracle),
+        "mc_checker_agreement": checker_agreement(trees, "mc_value"),
+        "trajectory_accuracy": trajectory_accuracy(trajs, "final"),
+        "trajectories": len(trajs),
+    }
+
+
+def _with_values(tree: Tree, scores: Sequence[float]) -> Tree:
+    """A copy of ``tree`` whose node values are ``scores`` (for the report's functions)."""
+    copy = Tree.from_dict(tree.to_dict())
+    for node, value in zip(copy.nodes, scores):
+        node.value = value
+    return copy

@@ -1,0 +1,59 @@
+"""``sppd prm report``: PRM diagnostics on scored trees (paper Appendix B).
+
+Reads the scored trees (``score.out``, default ``<run_dir>/scored``) and writes
+``<run_dir>/prm_report/``: ``table5.md`` (accuracy of the final-step, mean and minimum step
+score judgments on correct and incorrect trajectories), ``figure3.png`` (segment-score box
+plots), ``report.json`` with every number, and for toy problems the values' step-level
+agreement with the exact checker (and, for comparison, the MC values' agreement).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sppd.config import ConfigError
+from sppd.io import atomic_write_json, atomic_write_text
+from sppd.prm.report import build_report, format_table5, plot_figure3, segment_distributions, trajectories
+from sppd.settings import RunConfig
+from sppd.stages import common
+
+
+def main(cfg: RunConfig, trees_dir: str = "", out_dir: str = "") -> dict:
+    """Write the report files; returns ``report.json``'s content."""
+    from sppd.stages.score import read_trees
+
+    src = common.stage_dir(cfg, "scored", trees_dir or cfg.score.out)
+    shards = src.shards()
+    if not shards:
+        raise ConfigError(f"config key 'score.out': no scored shards in {src.path}; run `sppd score` first")
+    trees = [tree for shard in shards for tree in read_trees(shard)]
+    toy = all(t.problem.source == "toy" for t in trees)
+    report = build_report(trees, toy=toy)
+    report["inputs"] = {"scored": str(src.path), "complete": src.is_complete()}
+    out = Path(out_dir or Path(cfg.run_dir) / "prm_report")
+    scorer = ", ".join(report["scorers"])
+    text = format_table5(report["table5"], scorer)
+    if toy:
+        text += "\n" + format_agreement(report)
+    atomic_write_text(out / "table5.md", text)
+    plot_figure3(segment_distributions(trajectories(trees)), out / "figure3.png",
+                 title=f"Score by trajectory segment ({scorer or 'no scorer'})")
+    atomic_write_json(out / "report.json", report)
+    print(f"prm report: wrote {out}\n{text}")
+    return report
+
+
+def format_agreement(report: dict) -> str:
+    """The toy checker agreement of the values and of the MC values as Markdown."""
+    def cell(x):
+        return "n/a" if x is None else f"{x:.3f}"
+
+    lines = ["Step-level agreement with the exact step checker (a step is called wrong when its value "
+             "is at most 0.5; the oracle says wrong when any step so far is wrong)", "",
+             "| values | steps | wrong steps | accuracy | wrong-step precision | wrong-step recall |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for label, key in (("scorer", "checker_agreement"), ("MC values", "mc_checker_agreement")):
+        a = report[key]
+        lines.append(f"| {label} | {a['n']} | {a['n_wrong']} | {cell(a['accuracy'])} | "
+                     f"{cell(a['wrong_precision'])} | {cell(a['wrong_recall'])} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,90 @@
+"""``sppd prm train``: train the learned toy PRM on the toy trees' Monte-Carlo labels.
+
+Reads the tree folders of ``prm.trees`` (default ``<run_dir>/trees``), attaches MC values where
+the trees have none yet (scored trees keep theirs, rollouts included), trains the toy PRM
+(``sppd.prm.toy.train_toy_prm``) and writes it to ``prm.out`` (default ``<run_dir>/prm``) as an
+HF-style folder with ``manifest.json``. A complete folder trained from the same inputs is not
+retrained. The toy PRM reads the toy world's text format, so this stage is for toy runs; real
+runs score with a real PRM (``score.scorer``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from sppd.config import ConfigError
+from sppd.io import StageDir
+from sppd.prm.mc import attach_mc_values
+from sppd.settings import RunConfig
+from sppd.stages import common
+
+
+def load_labelled_trees(folders: list[Path]):
+    """All trees of ``folders`` with MC values (attached from the tree when missing)."""
+    from sppd.stages.score import read_trees
+
+    trees = []
+    for folder in folders:
+        shards = StageDir(folder).shards()
+        if not shards:
+            raise ConfigError(f"config key 'prm.trees': no tree shards in {folder}; run `sppd sample` first")
+        for shard in shards:
+            trees.extend(read_trees(shard))
+    for tree in trees:
+        if all(n.mc_value is None for n in tree.nodes):
+            attach_mc_values(tree)
+    return trees
+
+
+def main(cfg: RunConfig, out_dir: str = "") -> dict:
+    """Train (or reuse) the toy PRM; returns its metrics."""
+    from sppd.modeling import set_threads
+    from sppd.prm.toy import train_toy_prm
+
+    set_threads(cfg.threads)
+    out = common.stage_dir(cfg, "prm", out_dir or cfg.prm.out)
+    folders = [Path(p) for p in cfg.prm.trees] or [Path(cfg.run_dir) / "trees"]
+    policy = common.policy_path(cfg) if cfg.prm.init_from_policy else None
+    inputs = {"trees": [str(f) for f in folders], "policy": str(policy) if policy else None,
+              "seed": cfg.seed, "prm": {k: getattr(cfg.prm, k) for k in ("epochs", "lr", "batch_size",
+                                                                          "min_mc_paths", "val_fraction")}}
+    manifest = out.read_manifest() if out.is_complete() else None
+    if manifest and manifest.get("inputs") == inputs:
+        print(f"prm train: {out.path} is complete for these inputs; nothing to do.")
+        return manifest["counts"]
+    rank, _ = common.rank_and_world()
+    metrics: dict = {}
+    if rank == 0:  # a tiny model: one process trains it, the others wait
+        out.invalidate()
+        trees = load_labelled_trees(folders)
+        show = sys.stderr.isatty() or os.environ.get("SPPD_PROGRESS") == "1"
+        prm, metrics = train_toy_prm(trees, cfg.prm, policy, seed=cfg.seed, model_cfg=cfg.toy.model, progress=show)
+        prm.save(out.path, metrics)
+        common.save_stage_config(out, cfg)
+        out.write_manifest("prm_train", counts=metrics, inputs=inputs)
+        print(format_summary(metrics, out.path))
+    common.barrier()
+    return metrics
+
+
+def format_summary(metrics: dict, path) -> str:
+    lines = [f"prm train: wrote {path}"]
+    for key in ("train_problems", "val_problems", "train_paths", "train_labels", "train_loss", "seconds"):
+        lines.append(f"  {key:28s} {metrics.get(key)}")
+    val = metrics.get("val") or {}
+    agree = val.get("checker_agreement") or {}
+    mc_agree = val.get("mc_checker_agreement") or {}
+    for key, value in (("val mc_mae", val.get("mc_mae")),
+                       ("val step acc vs checker", agree.get("accuracy")),
+                       ("val wrong-step precision", agree.get("wrong_precision")),
+                       ("val wrong-step recall", agree.get("wrong_recall")),
+                       ("val MC-label acc vs checker", mc_agree.get("accuracy")),
+                       ("val trajectory accuracy", val.get("trajectory_accuracy"))):
+        lines.append(f"  {key:28s} {_fmt(value)}")
+    return "\n".join(lines)
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)

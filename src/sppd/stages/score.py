@@ -1,0 +1,194 @@
+"""``sppd score``: attach a value to every node of every tree (paper §4.2: V*(s_t) ~ PRM(s_t)).
+
+Reads the tree shards (``score.trees``, default ``<run_dir>/trees``) and writes one scored shard
+per input shard to ``score.out`` (default ``<run_dir>/scored``). ``node.value`` comes from the
+scorer named by ``score.scorer`` and ``node.value_source`` records that name; the tree Monte-
+Carlo value (``mc_value``, ``mc_count``) is always attached too, since it is free. With
+``scorer=mc`` the value *is* the MC value, and nodes with no complete path below stay ``None``
+(the manifest counts them).
+
+A shard is the unit of resume: a rerun skips input shards whose scored shard exists. Under
+``accelerate launch`` each process takes every WORLD_SIZE-th shard. Scores that are NaN,
+outside [0, 1], missing, or whose count does not match the steps stop the stage with an error
+naming the problem and node.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from sppd.config import ConfigError
+from sppd.io import DataFileError, StageDir, read_jsonl
+from sppd.prm.mc import MCScorer
+from sppd.records import SCHEMA_VERSION, Tree
+from sppd.settings import DType, RunConfig
+from sppd.stages import common
+
+TAG = "scored"
+HF_ADAPTERS = ("skywork", "qwen25-math-prm", "math-shepherd", "rlhflow")
+_PRM_DTYPE = {DType.AUTO: "auto", DType.FP32: "float32", DType.BF16: "bfloat16", DType.FP16: "float16"}
+
+
+def build_scorer(cfg: RunConfig):
+    """The PRM named by ``score.scorer`` with its options (``None`` for ``mc``)."""
+    from sppd.prm.base import build_prm
+
+    name, s = cfg.score.scorer, cfg.score
+    if name == "mc":
+        return None
+    if name == "oracle":
+        return build_prm("oracle")
+    if name == "toy":
+        path = s.prm_path or str(Path(cfg.run_dir) / "prm")
+        return build_prm("toy", path=path, device=cfg.model.device, max_batch_tokens=s.max_batch_tokens)
+    if name in HF_ADAPTERS:
+        if not s.prm_path:
+            raise ConfigError(f"config key 'score.prm_path': required for scorer {name!r} (a local PRM folder)")
+        return build_prm(name, path=s.prm_path, device=cfg.model.device, dtype=_PRM_DTYPE[cfg.model.dtype],
+                         trust_remote_code=cfg.model.trust_remote_code, max_batch_tokens=s.max_batch_tokens)
+    return build_prm(name, **({"path": s.prm_path} if s.prm_path else {}))  # a plugin's PRM
+
+
+def build_mc(cfg: RunConfig) -> MCScorer:
+    """The MC scorer; with ``score.mc_min_paths > 0`` it rolls out with the policy."""
+    if cfg.score.mc_min_paths <= 0:
+        return MCScorer()
+    from sppd.judging import build_judge
+    from sppd.modeling import load_policy
+    from sppd.sampling.engine import GenerationParams, build_engine
+
+    model, tokenizer = load_policy(common.policy_path(cfg), cfg.model)
+    engine = build_engine(cfg.sample.engine, model=model, tokenizer=tokenizer,
+                          batch_size=cfg.sample.engine_batch_size)
+    params = GenerationParams(max_new_tokens=cfg.sample.max_total_tokens, temperature=cfg.sample.temperature,
+                              top_p=cfg.sample.top_p, stop=None)
+    return MCScorer(min_paths=cfg.score.mc_min_paths, engine=engine, judge=build_judge(cfg.problems.source),
+                    params=params, delimiter=cfg.step.delimiter_text(), seed=cfg.seed)
+
+
+def read_trees(path: Path) -> list[Tree]:
+    """The trees of one shard; a wrong schema or malformed record names the file and line."""
+    trees = []
+    for lineno, obj in read_jsonl(path):
+        if obj.get("schema") != SCHEMA_VERSION:
+            raise DataFileError(f"{path}:{lineno}: field 'schema' is {obj.get('schema')!r}, "
+                                f"this sppd reads {SCHEMA_VERSION}")
+        trees.append(Tree.from_dict(obj, f"{path}:{lineno}"))
+    return trees
+
+
+def score_shard(trees: list[Tree], scorer, mc: MCScorer, cfg: RunConfig, seed: int) -> dict[str, Any]:
+    """Attach MC values and scorer values to ``trees`` in place; returns the scoring cost."""
+    from sppd.prm.packing import score_trees
+
+    for i, tree in enumerate(trees):
+        mc.seed = seed + i
+        mc.score_tree(tree)
+    if scorer is None:
+        values = [[n.mc_value for n in t.nodes] for t in trees]
+        cost: dict[str, Any] = {}
+    else:
+        values, stats = score_trees(scorer, trees, cfg.score.packing, cfg.score.max_batch_tokens)
+        cost = {"forward_tokens": stats.forward_tokens, "padded_tokens": stats.padded_tokens,
+                "forwards": stats.forwards, "fallback_trees": stats.fallback_trees,
+                "fallback_reasons": stats.fallback_reasons}
+    for tree, tree_values in zip(trees, values):
+        for node, value in zip(tree.nodes, tree_values):
+            node.value, node.value_source = value, cfg.score.scorer
+    return cost
+
+
+def _check_resumable(out, scorer_name: str) -> None:
+    """Refuse to mix shards of two scorers in one folder."""
+    for shard in out.shards()[:1]:
+        for _, obj in read_jsonl(shard):
+            found = next((n.get("value_source") for n in obj.get("nodes", [])), scorer_name)
+            if found != scorer_name:
+                raise ConfigError(f"config key 'score.scorer': {out.path} holds shards scored by {found!r}, "
+                                  f"not {scorer_name!r}; remove the folder or set score.out")
+            break
+
+
+def _count_lines(path: Path) -> int:
+    with open(path, "rb") as fh:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b""))
+
+
+def main(cfg: RunConfig, out_dir: str = "") -> dict:
+    """Score the trees; returns the summary it prints (also the manifest's counts)."""
+    from sppd.modeling import set_threads
+
+    set_threads(cfg.threads)
+    src = common.stage_dir(cfg, "trees", cfg.score.trees)
+    out = common.stage_dir(cfg, "scored", out_dir or cfg.score.out)
+    inputs = src.shards()
+    if not inputs:
+        raise ConfigError(f"config key 'score.trees': no tree shards in {src.path}; run `sppd sample` first")
+    if out.is_complete() and len(out.shards()) == len(inputs):
+        print(f"score: {out.path} is complete; nothing to do.")
+        return out.read_manifest()["counts"]
+    rank, world = common.rank_and_world()
+    _check_resumable(out, cfg.score.scorer)
+    if rank == 0:
+        common.save_stage_config(out, cfg)
+    cost = _score_todo(cfg, inputs, out, [i for i in range(len(inputs)) if i % world == rank])
+    common.barrier()
+    summary = summarize(out, inputs)
+    summary.update(scorer=cfg.score.scorer, packing=str(cfg.score.packing), **cost)
+    if rank == 0 and len(out.shards()) == len(inputs):
+        out.write_manifest("score", counts=summary, inputs={
+            "trees": str(src.path), "shards": [p.name for p in inputs], "scorer": cfg.score.scorer,
+            "prm_path": cfg.score.prm_path, "packing": str(cfg.score.packing),
+            "mc_min_paths": cfg.score.mc_min_paths})
+    print(format_summary(summary, out.path))
+    return summary
+
+
+def _score_todo(cfg: RunConfig, inputs: list[Path], out: StageDir, mine: list[int]) -> dict:
+    """Score this process's unfinished shards; returns this run's cost and speed."""
+    todo = [i for i in mine if not out.has_shard(TAG, i)]
+    scorer, mc = (build_scorer(cfg), build_mc(cfg)) if todo else (None, None)
+    bar = common.progress(sum(_count_lines(inputs[i]) for i in todo), "score", "tree")
+    start, steps = time.perf_counter(), 0
+    cost: dict[str, Any] = {"forward_tokens": 0, "fallback_trees": 0, "fallback_reasons": []}
+    for i in todo:
+        trees = read_trees(inputs[i])
+        shard_cost = score_shard(trees, scorer, mc, cfg, seed=common.derive_seed(cfg.seed, "score", i))
+        cost["forward_tokens"] += shard_cost.get("forward_tokens", 0)
+        cost["fallback_trees"] += shard_cost.get("fallback_trees", 0)
+        cost["fallback_reasons"] += [r for r in shard_cost.get("fallback_reasons", [])
+                                     if r not in cost["fallback_reasons"]][:5]
+        out.write_shard(TAG, i, (t.to_dict() for t in trees))
+        steps += sum(len(t.nodes) for t in trees)
+        bar.update(len(trees))
+        bar.set_postfix(steps_s=f"{steps / max(time.perf_counter() - start, 1e-9):.0f}")
+    bar.close()
+    seconds = time.perf_counter() - start
+    return {**cost, "new_shards": len(todo), "new_steps": steps, "seconds": round(seconds, 2),
+            "steps_per_s": round(steps / max(seconds, 1e-9), 1)}
+
+
+def summarize(out: StageDir, inputs: list[Path]) -> dict:
+    """Counts over every scored shard written so far."""
+    nodes = valued = mc_valued = problems = 0
+    value_sum = 0.0
+    for shard in out.shards():
+        for tree in read_trees(shard):
+            problems += 1
+            nodes += len(tree.nodes)
+            valued += sum(n.value is not None for n in tree.nodes)
+            mc_valued += sum(n.mc_value is not None for n in tree.nodes)
+            value_sum += sum(n.value for n in tree.nodes if n.value is not None)
+    return {"problems": problems, "nodes": nodes, "valued_nodes": valued, "unvalued_nodes": nodes - valued,
+            "mc_valued_nodes": mc_valued, "mean_value": round(value_sum / max(valued, 1), 4),
+            "input_shards": len(inputs)}
+
+
+def format_summary(summary: dict, path) -> str:
+    keys = ["scorer", "packing", "problems", "nodes", "valued_nodes", "unvalued_nodes", "mc_valued_nodes",
+            "mean_value", "forward_tokens", "fallback_trees", "seconds", "steps_per_s"]
+    lines = [f"score: wrote {path}"] + [f"  {k:18s} {summary[k]}" for k in keys if k in summary]
+    lines += [f"  fallback: {r}" for r in summary.get("fallback_reasons", [])]
+    return "\n".join(lines)
