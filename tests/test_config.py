@@ -85,9 +85,19 @@ def test_every_shipped_config_loads():
     from sppd.settings import load_run_config
 
     names = config.shipped_config_names()
-    assert {"toy", "toy-tiny"} <= set(names)
+    assert {"toy", "toy-tiny", "qwen2.5-7b-base", "llama3.1-8b-instruct", "qwen2.5-7b-instruct"} <= set(names)
     for name in names:
-        cfg = load_run_config(name)
+        if name.startswith("toy"):
+            cfg = load_run_config(name)
+        else:  # real-model recipes: the local folders are the user's to set, and are required
+            with pytest.raises(ConfigError, match="model.path"):
+                load_run_config(name)
+            cfg = load_run_config(name, ["model.path=/models/m", "score.prm_path=/models/prm"])
+            assert cfg.sample.K == 64 and cfg.sample.C == 2 and cfg.build.step_gap == 0.5
+            assert cfg.pipeline.step_dpo.beta == 0.1 and cfg.pipeline.dpo.optimizer == "sgd"
+            assert cfg.pipeline.sft.lr == 5e-6 and cfg.pipeline.step_dpo.lr == 1e-5
+            assert cfg.pipeline.gammas == [0.1, 0.5, 1.0, 2.0, 5.0] and cfg.eval.max_new_tokens == 2048
+            assert cfg.pipeline.sentence_level == ("instruct" not in name)
         assert cfg.sample.K >= 1 and cfg.sample.C >= 1
 
 

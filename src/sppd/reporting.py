@@ -142,7 +142,8 @@ def write_report(cfg: RunConfig, runs: list[dict]) -> Path:
     first = runs[0]
     for bench in cfg.eval.benchmarks:
         stage_rows = [r for r in first["evals"] if r.startswith("+SPPD-Stage")]
-        chain = MAIN_ROWS + stage_rows
+        chain = [r for r in MAIN_ROWS if r in first["evals"]] + stage_rows
+        start = "+DPO-PRM" if "+DPO-PRM" in first["evals"] else "Base"  # Instruct recipes skip SFT/DPO
         rows = [(r, chain[i - 1] if i else None) for i, r in enumerate(chain)]
         rows += [(r, "Base") for r in first["evals"] if r.startswith("Control")]
         out += [f"## Table 1 analogue — {bench}", "", table(runs, rows, bench, n), ""]
@@ -153,10 +154,10 @@ def write_report(cfg: RunConfig, runs: list[dict]) -> Path:
                 *[verdict(runs, r, p, bench, r) for r, p in rows if r.startswith("+SPPD-Stage")],
                 *[verdict(runs, "+SPPD", r, bench, "self-training vs the same compute of pretraining") for r, _ in rows if r.startswith("Control")],
                 ""]
-        abl = [("+SPPD", "+DPO-PRM"), ("ablation/fixed margin", "+DPO-PRM"), ("ablation/no margin", "+DPO-PRM")]
+        abl = [("+SPPD", start), ("ablation/fixed margin", start), ("ablation/no margin", start)]
         out += [f"## Table 4 analogue — margin ablation from DPO-PRM ({bench})", "",
                 f"Dynamic: γ={cfg.pipeline.step_dpo.gamma:g}·(V(s_w)−V(s_l)); fixed: the mean of that margin over the "
-                "same pairs; none: plain Step-DPO. Δ is against DPO-PRM, the common starting point.", "",
+                f"same pairs; none: plain Step-DPO. Δ is against {start}, the common starting point.", "",
                 table(runs, abl, bench, n, METHODS[:2]), "",
                 verdict(runs, "+SPPD", "ablation/fixed margin", bench, "dynamic vs fixed margin"),
                 verdict(runs, "ablation/fixed margin", "ablation/no margin", bench, "fixed vs no margin"), ""]
@@ -164,7 +165,7 @@ def write_report(cfg: RunConfig, runs: list[dict]) -> Path:
         if plot_gamma(runs, bench, n, gamma_png):
             gamma_rows = sorted((r for r in first["evals"] if r.startswith("gamma/")), key=lambda r: float(r.split("/")[1]))
             out += [f"## Figure 2 analogue — accuracy vs γ ({bench})", "", f"![gamma sweep]({gamma_png.name})", "",
-                    table(runs, [(r, "+DPO-PRM") for r in gamma_rows], bench, n, METHODS[:2]), ""]
+                    table(runs, [(r, start) for r in gamma_rows], bench, n, METHODS[:2]), ""]
     if first.get("skipped"):
         out += ["## Steps skipped", "", *[f"- {s}" for s in first["skipped"]], ""]
     out += _prm_section(root)

@@ -232,6 +232,7 @@ class PipelineConfig:
     sft: TrainConfig = field(default_factory=lambda: _train(Objective.SFT, OptimizerName.ADAMW, 5e-6))  # SFT-PRM
     dpo: TrainConfig = field(default_factory=lambda: _train(Objective.DPO, OptimizerName.SGD, 1e-5))  # DPO-PRM
     step_dpo: TrainConfig = field(default_factory=lambda: _train(Objective.STEP_DPO, OptimizerName.SGD, 1e-5))  # SPPD
+    sentence_level: bool = True  # run SFT-PRM and DPO-PRM before step-DPO (False: Instruct models, §6.3)
     train_prm: bool = True  # toy world: train the toy PRM on the Stage-1 trees' MC labels
     margin_ablation: bool = True  # Table 4: fixed and no margin from the same DPO model and data
     gammas: list[float] = field(default_factory=lambda: [0.1, 0.5, 1.0, 2.0, 5.0])  # Figure 2 sweep ([] = skip)

@@ -115,10 +115,12 @@ class Pipeline:
         self.evaluate("Base", base)  # after the PRM exists: ORM methods need it
         self.timer.run("stage1/prm_report", lambda: prm_report.main(
             self.cfg, trees_dir=str(self.root / "stage1" / "scored"), out_dir=str(self.root / "prm_report")))
-        sft = self.train("stage1/sft", p.sft, data / "sft", base)
-        self.evaluate("SFT-PRM", sft)
-        dpo = self.train("stage1/dpo", p.dpo, data / "dpo", sft)
-        self.evaluate("+DPO-PRM", dpo)
+        dpo = base
+        if p.sentence_level:  # Instruct models skip the sentence-level warm-up (§6.3)
+            sft = self.train("stage1/sft", p.sft, data / "sft", base)
+            self.evaluate("SFT-PRM", sft)
+            dpo = self.train("stage1/dpo", p.dpo, data / "dpo", sft)
+            self.evaluate("+DPO-PRM", dpo)
         sppd = self.train("stage1/sppd", p.step_dpo, data / "step_pairs", dpo)
         self.evaluate("+SPPD", sppd)
         self.ablations(data / "step_pairs", dpo)
