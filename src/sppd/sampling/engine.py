@@ -83,6 +83,7 @@ class Engine(Protocol):
 
 _ENGINES: dict[str, str] = {
     "hf": "sppd.sampling.hf_engine:HFEngine",
+    "vllm": "sppd.sampling.vllm_engine:VLLMEngine",
 }
 
 
