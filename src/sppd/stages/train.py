@@ -1,0 +1,225 @@
+"""``sppd train``: train the policy with ``train.objective`` = sft | dpo | step_dpo.
+
+Reads a records folder (``train.data``, default ``<run_dir>/data/<sft|dpo|step_pairs>``), starts
+from ``train.init`` (default: the policy) and writes ``train.out`` (default
+``<run_dir>/train-<objective>``): an HF model folder (``save_pretrained`` + tokenizer) that
+``AutoModelForCausalLM.from_pretrained`` loads, ``metrics.jsonl``, ``train_summary.json``, the
+reference log-prob cache and ``manifest.json``. A complete folder is skipped; an incomplete one
+resumes from its latest checkpoint. Runs unchanged under ``accelerate launch``: DDP is tested
+with 2 CPU processes (gloo); the DeepSpeed ZeRO-2/3 path (configs/accelerate/zero*.yaml) is
+written against accelerate's API but not exercised by the test suite (no deepspeed, no GPU).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from sppd import config as _config
+from sppd.data.tokenize import TokenizeSettings
+from sppd.io import StageDir, atomic_write_json
+from sppd.modeling import load_tokenizer, resolve_device, set_threads
+from sppd.records import RECORD_KINDS
+from sppd.settings import RunConfig, TrainConfig
+from sppd.stages import common
+from sppd.train.loop import CHECKPOINTS, LoopInputs, build_optimizer, prepare_for_training, train_loop
+from sppd.train.objectives import ObjectiveSpec, get_objective, pair_logps
+from sppd.train.ref_cache import RefLogps, cache_key, cached_ref_logps
+
+MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass(frozen=True)
+class TrainPaths:
+    """Resolved input and output folders of one training run."""
+
+    data: Path
+    init: Path
+    ref: Path
+    out: StageDir
+
+
+def resolve_paths(cfg: RunConfig, spec: ObjectiveSpec) -> TrainPaths:
+    """Data, init, reference and output folders, with the documented defaults."""
+    t = cfg.train
+    data = Path(t.data) if t.data else Path(cfg.run_dir) / "data" / spec.data_subdir
+    init = Path(t.init) if t.init else Path(common.policy_path(cfg))
+    ref = Path(t.ref) if t.ref else init
+    return TrainPaths(data, init, ref, common.stage_dir(cfg, f"train-{spec.name}", t.out))
+
+
+def resolve_mixed_precision(value: str, device: torch.device) -> str:
+    """``auto`` -> bf16 on CUDA, no (fp32) on CPU."""
+    if value not in MIXED_PRECISION:
+        raise _config.ConfigError(f"config key 'train.mixed_precision': {value!r} is not one of {MIXED_PRECISION}")
+    if value == "auto":
+        return "bf16" if device.type == "cuda" else "no"
+    return value
+
+
+def make_accelerator(cfg: RunConfig, out: Path):
+    from accelerate import Accelerator
+
+    device = resolve_device(cfg.model.device)
+    trackers = list(cfg.train.trackers) or None
+    # cpu=True is what makes `accelerate launch` on a CPU-only machine start gloo DDP.
+    acc = Accelerator(cpu=device.type == "cpu", mixed_precision=resolve_mixed_precision(cfg.train.mixed_precision, device),
+                      gradient_accumulation_steps=cfg.train.grad_accum, log_with=trackers, project_dir=str(out))
+    if acc.gradient_accumulation_steps != cfg.train.grad_accum:  # an accelerate config/env overrode it
+        raise _config.ConfigError(
+            f"config key 'train.grad_accum' is {cfg.train.grad_accum} but accelerate uses "
+            f"{acc.gradient_accumulation_steps}; remove gradient_accumulation_steps from the accelerate config")
+    plugin = getattr(acc.state, "deepspeed_plugin", None)
+    if plugin is not None:
+        # No dataloader goes through accelerate.prepare, so DeepSpeed learns the micro-batch here.
+        plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = cfg.train.batch_size
+        if cfg.train.max_grad_norm > 0:
+            plugin.deepspeed_config["gradient_clipping"] = cfg.train.max_grad_norm
+    return acc
+
+
+def read_records(data: Path, spec: ObjectiveSpec) -> list:
+    """All records of a build folder, checked to be of the objective's kind."""
+    folder = StageDir(data)
+    if not folder.shards():
+        raise FileNotFoundError(f"no records-*.jsonl in {data} (config key 'train.data'; run `sppd build` first)")
+    kind = next(k for k, cls in RECORD_KINDS.items() if cls is spec.record_cls)
+    records = []
+    for where, obj in folder.iter_records():
+        if obj.get("kind") != kind:
+            raise ValueError(f"{where}: objective {spec.name} reads '{kind}' records, found kind {obj.get('kind')!r}")
+        records.append(spec.record_cls.from_dict(obj, where))
+    return records
+
+
+def load_model(path: Path, cfg: RunConfig) -> torch.nn.Module:
+    """fp32 weights (master copy; bf16 comes from accelerate's autocast on GPU)."""
+    from transformers import AutoModelForCausalLM
+
+    if not path.is_dir():
+        raise FileNotFoundError(f"model folder not found: {path} (config keys 'train.init' / 'train.ref')")
+    return AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32, local_files_only=True,
+                                                trust_remote_code=cfg.model.trust_remote_code)
+
+
+def _declared_dtype(path: Path) -> torch.dtype:
+    """The dtype the init folder's config declares (the final model is saved in it), else fp32."""
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError):
+        return torch.float32
+    return _DTYPES.get(str(config.get("dtype") or config.get("torch_dtype")), torch.float32)
+
+
+def save_final_model(acc, model, tokenizer, out: Path, dtype: torch.dtype) -> None:
+    """HF folder that ``from_pretrained`` loads, weights cast to the init model's dtype."""
+    acc.wait_for_everyone()
+    state_dict = acc.get_state_dict(model)  # gathers ZeRO-3 shards; every rank must call it
+    if acc.is_main_process:
+        unwrapped = acc.unwrap_model(model)
+        unwrapped.config.use_cache = True  # training turned it off; generation wants it
+        unwrapped.config.dtype = dtype
+        state_dict = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state_dict.items()}
+        unwrapped.save_pretrained(str(out), state_dict=state_dict)
+        tokenizer.save_pretrained(str(out))
+    acc.wait_for_everyone()
+
+
+def _set_cpu_threads(cfg: RunConfig, device: torch.device) -> None:
+    # Several CPU processes on one machine must share its cores, not each take all of them.
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    if cfg.threads == 0 and device.type == "cpu" and local > 1:
+        set_threads(max(1, (os.cpu_count() or 1) // local))
+    else:
+        set_threads(cfg.threads)
+
+
+def _tracker_config(t: TrainConfig) -> dict:
+    return {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in _config.to_dict(t).items()}
+
+
+def reference_logps(acc, cfg: RunConfig, spec: ObjectiveSpec, paths: TrainPaths, examples: list,
+                    settings: TokenizeSettings, pad_id: int) -> RefLogps:
+    """Cached reference log-probs of ``examples`` (computed with ``train.ref`` on first use)."""
+    t = cfg.train
+    key = cache_key(examples, paths.ref, {"tokenize": settings.key(), "mixed_precision": acc.mixed_precision,
+                                          "prefix_sharing": t.prefix_sharing, "objective": str(spec.name)})
+    return cached_ref_logps(
+        acc, examples, key, paths.out.path,
+        load_ref_model=lambda: prepare_for_training(load_model(paths.ref, cfg), t).eval(),
+        collate=lambda batch: spec.collate(batch, pad_id, t.prefix_sharing),
+        logps_fn=pair_logps, batch_size=t.batch_size,
+    )
+
+
+def _finish(acc, model, tokenizer, paths: TrainPaths, summary: dict) -> None:
+    """Final model, summary, manifest; then drop the checkpoints the final model supersedes
+    (with Adam states they are ~3x the model's size)."""
+    save_final_model(acc, model, tokenizer, paths.out.path, _declared_dtype(paths.init))
+    if acc.is_main_process:
+        atomic_write_json(paths.out.path / "train_summary.json", summary)
+        paths.out.write_manifest("train", counts=summary, inputs={
+            "objective": summary["objective"], "data": summary["data"], "init": summary["init"], "ref": summary["ref"]})
+        shutil.rmtree(paths.out.path / CHECKPOINTS, ignore_errors=True)
+        print(format_summary(summary))
+    acc.wait_for_everyone()
+
+
+def main(cfg: RunConfig, stop_after: int | None = None) -> dict:
+    """Train; returns the summary (also written to ``train_summary.json``).
+
+    ``stop_after``: stop once that many optimizer steps are done, leaving only checkpoints, as a
+    kill would (for resume tests); a later call resumes.
+    """
+    t = cfg.train
+    spec = get_objective(t.objective)
+    paths = resolve_paths(cfg, spec)
+    if paths.out.is_complete():
+        print(f"train: {paths.out.path} is complete; nothing to do.")
+        return paths.out.read_manifest()["counts"]
+    _set_cpu_threads(cfg, resolve_device(cfg.model.device))
+    acc = make_accelerator(cfg, paths.out.path)
+    from accelerate.utils import set_seed
+
+    set_seed(t.seed)
+    if acc.is_main_process:
+        common.save_stage_config(paths.out, cfg)
+    tokenizer = load_tokenizer(paths.init, cfg.model.trust_remote_code)
+    settings = TokenizeSettings(t.max_length, t.overlong, cfg.step.delimiter_text(), cfg.prompt)
+    examples, report = spec.tokenize(read_records(paths.data, spec), tokenizer, settings)
+    if acc.is_main_process:
+        print(report.describe(t.overlong, t.max_length))
+    if not examples:
+        raise ValueError(f"{paths.data}: nothing to train on; {report.describe(t.overlong, t.max_length)}")
+    pad_id = int(tokenizer.pad_token_id)
+    start = time.perf_counter()
+    ref = reference_logps(acc, cfg, spec, paths, examples, settings, pad_id) if spec.needs_ref else None
+    ref_seconds = time.perf_counter() - start
+
+    model = prepare_for_training(load_model(paths.init, cfg), t)
+    model, optimizer = acc.prepare(model, build_optimizer(model, t))
+    if t.trackers:
+        acc.init_trackers("sppd-train", config=_tracker_config(t))
+    summary = train_loop(LoopInputs(acc, model, optimizer, spec, examples, ref, t, paths.out.path, pad_id),
+                         stop_after=stop_after)
+    summary.update(tokenize=report.summary(), ref_seconds=round(ref_seconds, 3), processes=acc.num_processes,
+                   mixed_precision=acc.mixed_precision, data=str(paths.data), init=str(paths.init),
+                   ref=str(paths.ref) if spec.needs_ref else None, out=str(paths.out.path))
+    if t.trackers:
+        acc.end_training()
+    if summary["complete"]:
+        _finish(acc, model, tokenizer, paths, summary)
+    return summary
+
+
+def format_summary(summary: dict) -> str:
+    keys = ["objective", "steps", "examples", "global_batch", "final_loss", "tokens", "tokens_per_s",
+            "train_seconds", "ref_seconds", "processes", "mixed_precision"]
+    return "\n".join([f"train: wrote {summary['out']}"] + [f"  {k:16s} {summary.get(k)}" for k in keys])
