@@ -75,10 +75,12 @@ def main(argv=None) -> dict:
     ap.add_argument("--C", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--config", default="toy")
+    ap.add_argument("--model", default="", help="policy folder (default: the cached toy base model)")
     args = ap.parse_args(argv)
     cfg = load_run_config(args.config, [f"sample.K={args.K}", f"sample.C={args.C}"])
     set_threads(cfg.threads)
-    model, tok = load_policy(common.policy_path(cfg), cfg.model)
+    policy = args.model or common.policy_path(cfg)
+    model, tok = load_policy(policy, cfg.model)
     engine = HFEngine(model, tok, batch_size=args.batch_size)
     problems = generate_problems(cfg.toy.world, "test", args.problems, seed=7)
     prompts = [build_prompt_ids(tok, p.question, cfg.prompt) for p in problems]
@@ -101,7 +103,7 @@ def main(argv=None) -> dict:
         ("plain batched generation", plain_tokens, plain_s, plain_tps),
         (f"one node per call ({calls} calls)", seq_tokens, seq_s, seq_tps),
     ]
-    print(f"model {common.policy_path(cfg)} | {args.problems} problems, K={args.K}, C={args.C}, batch {args.batch_size}, "
+    print(f"model {policy} | {args.problems} problems, K={args.K}, C={args.C}, batch {args.batch_size}, "
           f"threads {torch.get_num_threads()} | {leaves} leaves")
     print(f"{'run':38s} {'tokens':>8s} {'seconds':>8s} {'tokens/s':>9s}")
     for name, t, s, r in rows:
