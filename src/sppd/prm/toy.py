@@ -172,7 +172,17 @@ def build_toy_prm(path: str | Path, device: str = "cpu", batch_size: int = 64,
 LabelledPath = tuple[list[int], list[int], list[float]]
 
 
-def labelled_paths(prm: ToyPRM, trees: Sequence[Tree], min_paths: int) -> list[LabelledPath]:
+def mc_label(value: float, hard: bool) -> float:
+    """Math-Shepherd's soft estimate (fraction of correct completions) or hard estimate (any correct).
+
+    The hard label makes the PRM judge whether a step can still lead to the answer, close to how
+    the paper's PRM behaves (scores near 1 until an erroneous step, App. B); the soft label is
+    the policy's success rate, which stays low after a correct step when later steps are hard.
+    """
+    return (1.0 if value > 0.0 else 0.0) if hard else float(value)
+
+
+def labelled_paths(prm: ToyPRM, trees: Sequence[Tree], min_paths: int, hard: bool = False) -> list[LabelledPath]:
     """One example per complete path; each distinct node's MC label appears on one path only.
 
     A node is labelled when it rests on at least ``min_paths`` complete paths (``mc_count``).
@@ -188,7 +198,7 @@ def labelled_paths(prm: ToyPRM, trees: Sequence[Tree], min_paths: int) -> list[L
             claimed.update(path)
             if keep:
                 examples.append((enc.input_ids, [enc.score_positions[j] for j in keep],
-                                 [float(tree.nodes[path[j]].mc_value) for j in keep]))
+                                 [mc_label(tree.nodes[path[j]].mc_value, hard) for j in keep]))
     return examples
 
 
@@ -224,6 +234,7 @@ def train_toy_prm(
     seed: int = 0,
     model_cfg: Any = None,
     progress: bool = True,
+    world: Any = None,
 ) -> tuple[ToyPRM, dict[str, Any]]:
     """Train a toy PRM on the MC labels of ``trees`` (``mc_value``/``mc_count`` attached).
 
@@ -241,7 +252,13 @@ def train_toy_prm(
     else:
         backbone, tokenizer = random_backbone(model_cfg)
     prm = new_toy_prm(backbone, tokenizer)
-    examples = labelled_paths(prm, train_trees, cfg.min_mc_paths)
+    examples = labelled_paths(prm, train_trees, cfg.min_mc_paths, hard=cfg.label == "hard")
+    n_tree_paths = len(examples)
+    if cfg.synthetic_solutions > 0:  # process-labelled toy solutions (see sppd.prm.toy_labels)
+        from sppd.prm.toy_labels import labelled_paths_from_solutions, labelled_solutions
+        from sppd.toy.world import ToyWorldConfig
+
+        examples += labelled_paths_from_solutions(prm, labelled_solutions(world or ToyWorldConfig(), cfg.synthetic_solutions, seed))
     if not examples:
         raise ValueError("no labelled paths: do the trees have complete paths and MC values?")
     optimizer = torch.optim.AdamW(prm.model.parameters(), lr=cfg.lr, weight_decay=0.01)
@@ -267,7 +284,7 @@ def train_toy_prm(
     bar.close()
     prm.model.eval()
     metrics = {"train_problems": len(train_trees), "val_problems": len(val_trees),
-               "train_paths": len(examples), "train_labels": sum(len(p) for _, p, _ in examples),
+               "train_paths": len(examples), "tree_paths": n_tree_paths, "train_labels": sum(len(p) for _, p, _ in examples),
                "epochs": cfg.epochs, "seconds": round(time.perf_counter() - start, 2),
                "curve": curve, "train_loss": curve[-1]["train_loss"] if curve else None,
                "init_from_policy": str(policy_path) if cfg.init_from_policy else None}

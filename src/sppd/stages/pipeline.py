@@ -45,13 +45,16 @@ class Pipeline:
 
     def __init__(self, cfg: RunConfig):
         self.root = Path(cfg.run_dir)
-        prm_dir = str(self.root / "prm") if cfg.score.scorer == "toy" and not cfg.score.prm_path else cfg.score.prm_path
-        self.cfg = dataclasses.replace(cfg, score=dataclasses.replace(cfg.score, prm_path=prm_dir))
+        self.toy = cfg.problems.source == "toy"
+        self.prm_dir = str(self.root / "prm")  # the toy PRM (ORM methods; the scorer when score.scorer=toy)
+        prm_path = self.prm_dir if cfg.score.scorer == "toy" and not cfg.score.prm_path else cfg.score.prm_path
+        eval_prm = cfg.eval.prm_path or (self.prm_dir if (cfg.eval.prm or cfg.score.scorer) == "toy" else "")
+        self.cfg = dataclasses.replace(cfg, score=dataclasses.replace(cfg.score, prm_path=prm_path),
+                                       eval=dataclasses.replace(cfg.eval, prm_path=eval_prm))
         self.timer = Timer(self.root / "timings.json")
         self.evals: dict[str, dict] = {}
         self.models: dict[str, str] = {}
         self.skipped: list[str] = []
-        self.toy = cfg.problems.source == "toy"
 
     # -- stage wrappers ------------------------------------------------------------------
     def sample(self, stage: str, model: str) -> Path:
@@ -107,10 +110,10 @@ class Pipeline:
         p = self.cfg.pipeline
         base = str(self.timer.run("toy/pretrain", lambda: common.policy_path(self.cfg)))
         trees = self.sample("stage1", base)
-        if self.toy and p.train_prm and self.cfg.score.scorer == "toy":
+        if self.toy and p.train_prm:
             cfg = dataclasses.replace(self.cfg, prm=dataclasses.replace(self.cfg.prm, trees=[str(trees)]),
                                       model=dataclasses.replace(self.cfg.model, path=base))
-            self.timer.run("stage1/prm_train", lambda: prm_train.main(cfg, out_dir=self.cfg.score.prm_path))
+            self.timer.run("stage1/prm_train", lambda: prm_train.main(cfg, out_dir=self.prm_dir))
         data = self.score_and_build("stage1", trees)
         self.evaluate("Base", base)  # after the PRM exists: ORM methods need it
         self.timer.run("stage1/prm_report", lambda: prm_report.main(

@@ -48,7 +48,7 @@ def main(cfg: RunConfig, out_dir: str = "") -> dict:
     folders = [Path(p) for p in cfg.prm.trees] or [Path(cfg.run_dir) / "trees"]
     policy = common.policy_path(cfg) if cfg.prm.init_from_policy else None
     inputs = {"trees": [str(f) for f in folders], "policy": str(policy) if policy else None,
-              "seed": cfg.seed, "prm": {k: getattr(cfg.prm, k) for k in ("epochs", "lr", "batch_size",
+              "seed": cfg.seed, "prm": {k: getattr(cfg.prm, k) for k in ("epochs", "lr", "batch_size", "label", "synthetic_solutions",
                                                                           "min_mc_paths", "val_fraction")}}
     manifest = out.read_manifest() if out.is_complete() else None
     if manifest and manifest.get("inputs") == inputs:
@@ -60,7 +60,8 @@ def main(cfg: RunConfig, out_dir: str = "") -> dict:
         out.invalidate()
         trees = load_labelled_trees(folders)
         show = sys.stderr.isatty() or os.environ.get("SPPD_PROGRESS") == "1"
-        prm, metrics = train_toy_prm(trees, cfg.prm, policy, seed=cfg.seed, model_cfg=cfg.toy.model, progress=show)
+        prm, metrics = train_toy_prm(trees, cfg.prm, policy, seed=cfg.seed, model_cfg=cfg.toy.model, progress=show,
+                                     world=cfg.toy.world)
         prm.save(out.path, metrics)
         common.save_stage_config(out, cfg)
         out.write_manifest("prm_train", counts=metrics, inputs=inputs)
