@@ -1,0 +1,296 @@
+"""Pretraining of the toy base model on the generated (deliberately noisy) arithmetic corpus.
+
+``run_pretrain`` builds the corpus, trains the toy Llama with AdamW in fp32 on CPU, evaluates
+greedy accuracy on a fixed held-out test subset as it goes, and writes an HF model folder with
+the tokenizer, ``curve.jsonl``, ``curve.png`` and ``pretrain.json``. ``cached_base_model``
+returns such a folder for a config, training it only when no complete one exists.
+
+The loss covers the solution tokens and the final EOS only: question characters are uniform
+random draws, so their loss is irreducible noise that would dominate the reported loss and
+spend capacity, while the model is only ever used conditioned on a question.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from sppd.records import Problem
+from sppd.toy.checker import check_answer
+from sppd.toy.model import ToyModelConfig, build_toy_model, count_parameters
+from sppd.toy.tokenizer import build_toy_tokenizer
+from sppd.toy.world import ToyWorldConfig, corpus_text, generate_problems, prompt_text, sample_questions
+
+COMPLETE_MARKER = "COMPLETE"
+IGNORE_INDEX = -100
+
+
+@dataclass
+class ToyPretrainConfig:
+    """Everything that determines a toy base model."""
+
+    world: ToyWorldConfig = field(default_factory=ToyWorldConfig)  # problem shapes and corpus noise
+    model: ToyModelConfig = field(default_factory=ToyModelConfig)  # model size and initialisation
+    n_train_problems: int = 60_000  # corpus size: train questions drawn with replacement, own noise each
+    steps: int = 1200  # optimizer steps (the corpus is reshuffled and reused when exhausted)
+    batch_size: int = 32  # sequences per optimizer step
+    lr: float = 1.5e-3  # peak learning rate
+    min_lr_ratio: float = 0.1  # final learning rate as a fraction of the peak (cosine decay)
+    warmup_steps: int = 50  # linear warmup steps
+    weight_decay: float = 0.01  # AdamW weight decay
+    grad_clip: float = 1.0  # gradient norm clip
+    seed: int = 0  # seed of the corpus and the data order (the model init has its own seed)
+    eval_every: int = 200  # greedy-accuracy evaluation period in steps (also at the end); 0 = end only
+    n_eval: int = 200  # held-out test problems behind the greedy-accuracy curve
+    eval_seed: int = 1234  # seed of the evaluation problems
+    eval_batch_size: int = 100  # prompts per generate call during evaluation
+    max_minutes: float = 20.0  # stop training early (and still save) after this much wall time
+    num_threads: int = 0  # torch CPU threads; 0 = all cores (fewer helps when other jobs share the CPU)
+
+def config_hash(cfg: ToyPretrainConfig) -> str:
+    """Short stable hash of the config (the cache key); the thread count does not count."""
+    fields_ = asdict(cfg)
+    fields_.pop("num_threads")
+    text = json.dumps(fields_, sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
+def max_new_tokens_for(world: ToyWorldConfig) -> int:
+    """Generation budget covering a full solution: ~40 characters per step line."""
+    return 40 * (world.max_ops + 1)
+
+
+# --- corpus and batches ----------------------------------------------------------------------
+
+def build_corpus(cfg: ToyPretrainConfig, tokenizer) -> tuple[list[list[int]], list[int], float]:
+    """``(token id lists, prompt lengths, clean fraction)``; each example is
+    ``<bos> prompt solution <eos>``."""
+    questions = sample_questions(cfg.world, "train", cfg.n_train_problems, cfg.seed, unique=False)
+    rng = random.Random(f"toy-corpus-{cfg.seed}")
+    examples, prompt_lens, n_clean = [], [], 0
+    for q in questions:
+        text, clean = corpus_text(q, cfg.world, rng)
+        n_clean += clean
+        prompt_len = len(tokenizer(prompt_text(q))["input_ids"])
+        examples.append(tokenizer(text)["input_ids"] + [tokenizer.eos_token_id])
+        prompt_lens.append(prompt_len)
+    return examples, prompt_lens, n_clean / max(1, len(questions))
+
+
+def collate(examples: list[list[int]], prompt_lens: list[int], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded ``input_ids``/``attention_mask``/``labels``, each ``(B, T)``; labels are
+    ``IGNORE_INDEX`` on prompt and padding tokens."""
+    width = max(len(e) for e in examples)
+    input_ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
+    attention_mask = torch.zeros((len(examples), width), dtype=torch.long)
+    for row, (ids, prompt_len) in enumerate(zip(examples, prompt_lens)):
+        input_ids[row, : len(ids)] = torch.tensor(ids)
+        attention_mask[row, : len(ids)] = 1
+        labels[row, prompt_len: len(ids)] = torch.tensor(ids[prompt_len:])
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+def lr_at(step: int, cfg: ToyPretrainConfig) -> float:
+    """Linear warmup to ``lr``, then cosine decay to ``lr * min_lr_ratio`` at ``steps``."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
+    cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
+    return cfg.lr * (cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * cosine)
+
+
+# --- evaluation ------------------------------------------------------------------------------
+
+@torch.no_grad()
+def generate_solutions(model, tokenizer, questions: list[str], batch_size: int, max_new_tokens: int,
+                       temperature: float = 0.0, seed: int = 0) -> list[str]:
+    """One completion per question (greedy when ``temperature == 0``), special tokens removed.
+
+    Batched ``generate`` with left padding; the decoded text starts right after the prompt.
+    """
+    was_training, padding_side = model.training, tokenizer.padding_side
+    model.eval()
+    tokenizer.padding_side = "left"
+    texts: list[str] = []
+    sampling = temperature > 0
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for start in range(0, len(questions), batch_size):
+            prompts = [prompt_text(q) for q in questions[start: start + batch_size]]
+            batch = tokenizer(prompts, padding=True, return_tensors="pt")
+            out_ids = model.generate(
+                **batch, max_new_tokens=max_new_tokens, do_sample=sampling,
+                temperature=temperature if sampling else None, top_k=0 if sampling else None,
+                top_p=1.0 if sampling else None,
+                pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+            )
+            new_ids = out_ids[:, batch["input_ids"].shape[1]:]
+            texts.extend(tokenizer.batch_decode(new_ids, skip_special_tokens=True))
+    model.train(was_training)
+    tokenizer.padding_side = padding_side
+    return texts
+
+
+def greedy_accuracy(model, tokenizer, problems: list[Problem], batch_size: int = 100,
+                    max_new_tokens: int = 200) -> float:
+    """Fraction of ``problems`` whose greedy solution's boxed answer equals the gold answer."""
+    if not problems:
+        return 0.0
+    texts = generate_solutions(model, tokenizer, [p.question for p in problems], batch_size, max_new_tokens)
+    return sum(check_answer(p.gold, t) for p, t in zip(problems, texts)) / len(problems)
+
+
+def sampled_accuracy(model, tokenizer, problems: list[Problem], n_samples: int = 8, temperature: float = 1.0,
+                     batch_size: int = 128, max_new_tokens: int = 200, seed: int = 0) -> float:
+    """Fraction of correct solutions among ``n_samples`` samples per problem at ``temperature``."""
+    if not problems:
+        return 0.0
+    repeated = [p for p in problems for _ in range(n_samples)]
+    texts = generate_solutions(model, tokenizer, [p.question for p in repeated], batch_size,
+                               max_new_tokens, temperature=temperature, seed=seed)
+    return sum(check_answer(p.gold, t) for p, t in zip(repeated, texts)) / len(repeated)
+
+
+# --- training --------------------------------------------------------------------------------
+
+def _plot_curve(curve: list[dict], path: Path) -> None:
+    """Greedy accuracy and loss against minutes, saved as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(10, 4))
+    minutes = [c["minutes"] for c in curve]
+    ax_acc.plot(minutes, [c["greedy_acc"] for c in curve], marker="o")
+    ax_acc.set(xlabel="minutes", ylabel="greedy accuracy (held-out test)", ylim=(0, 1))
+    ax_loss.plot(minutes, [c["loss"] for c in curve], marker="o", color="tab:red")
+    ax_loss.set(xlabel="minutes", ylabel="train loss (solution tokens)")
+    for ax in (ax_acc, ax_loss):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _train(cfg: ToyPretrainConfig, model, tokenizer, out_dir: Path, progress: bool) -> tuple[list[dict], float, float]:
+    """The optimisation loop; returns the curve, the wall time in minutes and the corpus'
+    clean fraction."""
+    examples, prompt_lens, clean_frac = build_corpus(cfg, tokenizer)
+    eval_problems = generate_problems(cfg.world, "test", cfg.n_eval, cfg.eval_seed)
+    max_new = max_new_tokens_for(cfg.world)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay)
+    order_rng = random.Random(f"toy-order-{cfg.seed}")
+    order: list[int] = []
+    curve: list[dict] = []
+    tokens, loss_ema, eval_seconds, start = 0, None, 0.0, time.perf_counter()
+    bar = tqdm(total=cfg.steps, desc="toy pretrain", disable=not progress, dynamic_ncols=True)
+    model.train()
+    for step in range(1, cfg.steps + 1):
+        if len(order) < cfg.batch_size:
+            fresh = list(range(len(examples)))
+            order_rng.shuffle(fresh)
+            order += fresh
+        picked, order = order[: cfg.batch_size], order[cfg.batch_size:]
+        batch = collate([examples[i] for i in picked], [prompt_lens[i] for i in picked], tokenizer.pad_token_id)
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step - 1, cfg)
+        loss = model(**batch).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        tokens += int(batch["attention_mask"].sum())
+        loss_ema = loss.item() if loss_ema is None else 0.95 * loss_ema + 0.05 * loss.item()
+        minutes = (time.perf_counter() - start) / 60
+        out_of_time = minutes >= cfg.max_minutes
+        last = step == cfg.steps or out_of_time
+        entry = {"step": step, "tokens": tokens, "minutes": round(minutes, 3), "loss": round(loss_ema, 4)}
+        if last or (cfg.eval_every > 0 and step % cfg.eval_every == 0):
+            eval_start = time.perf_counter()
+            entry["greedy_acc"] = greedy_accuracy(model, tokenizer, eval_problems, cfg.eval_batch_size, max_new)
+            eval_seconds += time.perf_counter() - eval_start
+            curve.append(entry)
+            with open(out_dir / "curve.jsonl", "a") as fh:
+                fh.write(json.dumps(entry) + "\n")
+        train_seconds = max(1e-9, time.perf_counter() - start - eval_seconds)
+        bar.set_postfix(loss=f"{loss_ema:.3f}", tok_s=f"{tokens / train_seconds:.0f}",
+                        acc=f"{curve[-1]['greedy_acc']:.2f}" if curve else "-")
+        bar.update(1)
+        if out_of_time:
+            break
+    bar.close()
+    return curve, (time.perf_counter() - start) / 60, clean_frac
+
+
+def run_pretrain(cfg: ToyPretrainConfig, out_dir: str | Path, progress: bool = True) -> dict:
+    """Pretrain a toy base model into ``out_dir`` and return the summary written to
+    ``pretrain.json`` (config, final greedy accuracy, wall time, curve)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "curve.jsonl").unlink(missing_ok=True)
+    torch.set_num_threads(cfg.num_threads or os.cpu_count() or 1)
+    tokenizer = build_toy_tokenizer()
+    model = build_toy_model(cfg.model, tokenizer)
+    curve, minutes, clean_frac = _train(cfg, model, tokenizer, out_dir, progress)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    _plot_curve(curve, out_dir / "curve.png")
+    summary = {
+        "config": asdict(cfg),
+        "config_hash": config_hash(cfg),
+        "n_parameters": count_parameters(model),
+        "final_greedy_acc": curve[-1]["greedy_acc"],
+        "steps_done": curve[-1]["step"],
+        "wall_minutes": round(minutes, 3),
+        "corpus_clean_fraction": round(clean_frac, 4),
+        "curve": curve,
+    }
+    (out_dir / "pretrain.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _remove_stale_tmp(cache_root: Path, name: str) -> None:
+    """Delete temporary folders for ``name`` left by killed processes (their pid is gone)."""
+    for tmp in cache_root.glob(f".tmp-{name}-*"):
+        try:
+            os.kill(int(tmp.name.rsplit("-", 1)[1]), 0)
+        except (ValueError, ProcessLookupError):
+            shutil.rmtree(tmp, ignore_errors=True)
+        except PermissionError:  # alive, owned by someone else
+            pass
+
+
+def cached_base_model(cfg: ToyPretrainConfig, cache_root: str | Path, progress: bool = True) -> Path:
+    """Folder of the base model for ``cfg`` under ``cache_root``, trained only if missing.
+
+    The folder is keyed by ``config_hash(cfg)`` and counts as complete once its marker file
+    exists; the marker is written last, and training happens in a private temporary folder
+    that is renamed into place, so a killed run never leaves a folder that looks complete.
+    """
+    cache_root = Path(cache_root)
+    final = cache_root / f"toy-base-{config_hash(cfg)}"
+    if (final / COMPLETE_MARKER).exists():
+        return final
+    _remove_stale_tmp(cache_root, final.name)
+    tmp = cache_root / f".tmp-{final.name}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    run_pretrain(cfg, tmp, progress=progress)
+    (tmp / COMPLETE_MARKER).write_text(config_hash(cfg) + "\n")
+    if (final / COMPLETE_MARKER).exists():  # another process finished first: keep theirs
+        shutil.rmtree(tmp, ignore_errors=True)
+        return final
+    shutil.rmtree(final, ignore_errors=True)  # an incomplete leftover
+    os.replace(tmp, final)
+    return final

@@ -1,0 +1,299 @@
+"""The toy arithmetic world: problems, reference solutions and the "web-like" noisy corpus.
+
+A problem is an integer expression such as ``7+3*4-5``. Its solution reduces the expression one
+operation at a time with standard precedence (every ``*`` left to right first, then ``+``/``-``
+left to right), one step per line, in the paper's step format::
+
+    Step 1: 3*4=12, 7+12-5
+    Step 2: 7+12=19, 19-5
+    Step 3: 19-5=14
+    The answer is \\boxed{14}
+
+Each step line starts ``Step k: a<op>b=c`` and, unless the expression is fully reduced, appends
+the rewritten remaining expression: a ~1M-parameter model then only has to copy and combine
+adjacent tokens instead of tracking the state in its head.
+
+Why the base model trained here is imperfect *structurally*: the pretraining corpus, like web
+data, contains solutions with one plausible step error carried through to the answer. Errors
+concentrate on "hard" steps (a product >= ``hard_product_min``, a subtraction that crosses zero,
+optionally a subtraction that borrows or an addition that carries), each with one consistent
+wrong value, at ``corrupt_hard_rate`` (just above one half by default). A model that
+learns the corpus distribution therefore answers greedily with the wrong value at hard steps,
+while sampling still yields the correct value often: room for self-training to improve it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass
+from typing import Literal
+
+from sppd.records import Problem
+
+STEP_DELIMITER = "\n"
+ANSWER_PREFIX = "The answer is "
+OPS = "+-*"
+
+
+@dataclass
+class ToyWorldConfig:
+    """Shape of the toy problems and of the noise in the pretraining corpus."""
+
+    min_ops: int = 2  # fewest operations in a question
+    max_ops: int = 4  # most operations in a question
+    operand_min: int = 1  # smallest operand (inclusive, >= 0)
+    operand_max: int = 9  # largest operand (inclusive)
+    ops: str = OPS  # operators questions may use: a non-empty subset of "+-*"
+    max_factors: int = 2  # most factors per product term; 2 forbids a*b*c (2-digit x 1-digit is slow to learn)
+    test_fraction: float = 0.1  # share of the question space held out as the test split (by hash)
+    corrupt_hard_rate: float = 0.6  # P(corpus solution errs at a hard step | no error yet)
+    corrupt_easy_rate: float = 0.02  # P(corpus solution errs at any other step | no error yet)
+    hard_product_min: int = 30  # a product >= this is hard; its slip: tens digit +1 (c+10)
+    hard_borrow: bool = False  # a borrowing subtraction is hard; its slip: borrow forgotten (c+10)
+    hard_carry: bool = False  # a carrying addition is hard; its slip: carry dropped (c-10)
+    hard_negative: bool = True  # a subtraction crossing below zero is hard; its slip: sign dropped (-c)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_ops <= self.max_ops:
+            raise ValueError(f"need 1 <= min_ops <= max_ops, got {self.min_ops}, {self.max_ops}")
+        if not 0 <= self.operand_min <= self.operand_max:
+            raise ValueError(f"need 0 <= operand_min <= operand_max, got {self.operand_min}, {self.operand_max}")
+        if not self.ops or set(self.ops) - set(OPS):
+            raise ValueError(f"ops must be a non-empty subset of {OPS!r}, got {self.ops!r}")
+        if self.max_factors < 2:
+            raise ValueError(f"max_factors must be >= 2, got {self.max_factors}")
+        if not 0.0 < self.test_fraction < 1.0:
+            raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
+        for name in ("corrupt_hard_rate", "corrupt_easy_rate"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One reduction ``a op b = result``; ``state`` is the whole expression after it."""
+
+    a: int
+    op: str
+    b: int
+    result: int
+    state: str
+
+    def line(self, k: int) -> str:
+        """The step's text as line ``k`` (1-based) of a solution, without the delimiter."""
+        text = f"Step {k}: {self.a}{self.op}{self.b}={self.result}"
+        # A fully reduced state is just the result: repeating it would add nothing.
+        return text if self.state == str(self.result) else f"{text}, {self.state}"
+
+
+# --- expressions: numbers and operators, never eval ------------------------------------------
+
+def apply_op(a: int, op: str, b: int) -> int:
+    """``a op b`` for op in '+-*'."""
+    if op == "+":
+        return a + b
+    if op == "-":
+        return a - b
+    if op == "*":
+        return a * b
+    raise ValueError(f"unknown operator {op!r}")
+
+
+def render_expr(nums: list[int], ops: list[str]) -> str:
+    """``[7, 3], ['+']`` -> ``'7+3'``; only the first number may be negative."""
+    parts = [str(nums[0])]
+    for op, num in zip(ops, nums[1:]):
+        parts.append(f"{op}{num}")
+    return "".join(parts)
+
+
+def parse_expr(text: str) -> tuple[list[int], list[str]] | None:
+    """Inverse of ``render_expr``; ``None`` for anything else (never raises on garbage)."""
+    if not isinstance(text, str) or not text or len(text) > 1000:
+        return None
+    nums: list[int] = []
+    ops: list[str] = []
+    i, n = 0, len(text)
+    while True:
+        j = i + 1 if (i < n and text[i] == "-" and not nums) else i  # leading sign only
+        k = j
+        while k < n and text[k].isdigit() and text[k].isascii():
+            k += 1
+        if k == j:
+            return None
+        nums.append(int(text[i:k]))
+        if k == n:
+            return nums, ops
+        if text[k] not in OPS:
+            return None
+        ops.append(text[k])
+        i = k + 1
+
+
+def next_op_index(ops: list[str]) -> int:
+    """Index of the canonical next reduction: the first '*', else the first operator."""
+    return ops.index("*") if "*" in ops else 0
+
+
+def reduce_at(nums: list[int], ops: list[str], i: int, result: int) -> tuple[list[int], list[str]]:
+    """Replace ``nums[i] ops[i] nums[i+1]`` by ``result``."""
+    return nums[:i] + [result] + nums[i + 2:], ops[:i] + ops[i + 1:]
+
+
+def evaluate(nums: list[int], ops: list[str]) -> int:
+    """Exact value of an expression with standard precedence."""
+    while ops:
+        i = next_op_index(ops)
+        nums, ops = reduce_at(nums, ops, i, apply_op(nums[i], ops[i], nums[i + 1]))
+    return nums[0]
+
+
+def solve(question: str) -> list[Step]:
+    """Correct steps for ``question``: all '*' left to right, then '+'/'-' left to right."""
+    parsed = parse_expr(question)
+    if parsed is None:
+        raise ValueError(f"not a toy question: {question!r}")
+    nums, ops = parsed
+    steps = []
+    while ops:
+        i = next_op_index(ops)
+        a, op, b = nums[i], ops[i], nums[i + 1]
+        nums, ops = reduce_at(nums, ops, i, apply_op(a, op, b))
+        steps.append(Step(a, op, b, nums[i], render_expr(nums, ops)))
+    return steps
+
+
+def answer_line(answer: int | str) -> str:
+    """The final line: ``The answer is \\boxed{14}``."""
+    return f"{ANSWER_PREFIX}\\boxed{{{answer}}}"
+
+
+def format_solution(steps: list[Step], answer: int | str) -> str:
+    """Step lines then the answer line, joined by ``STEP_DELIMITER`` (no trailing delimiter)."""
+    lines = [s.line(k) for k, s in enumerate(steps, start=1)]
+    return STEP_DELIMITER.join(lines + [answer_line(answer)])
+
+
+def prompt_text(question: str) -> str:
+    """What precedes a solution, for pretraining, sampling and evaluation alike."""
+    return f"Q: {question}\n"
+
+
+# --- the noisy corpus ------------------------------------------------------------------------
+
+def plausible_error(a: int, op: str, b: int, cfg: ToyWorldConfig) -> tuple[bool, int]:
+    """``(is_hard, wrong_value)`` for step ``a op b``: the one mistake the corpus makes there.
+
+    Hard steps get a classic slip (tens digit, borrow, carry, sign); easy ones an off-by-one.
+    The wrong value always differs from the right one.
+    """
+    c = apply_op(a, op, b)
+    if cfg.hard_negative and a >= 0 and c < 0:
+        # Sign dropped when a subtraction crosses zero: b-a instead of a-b.
+        return True, -c
+    if op == "*" and c >= cfg.hard_product_min:
+        return True, c + 10
+    if op == "-" and cfg.hard_borrow and a >= 0 and a % 10 < b % 10:
+        return True, c + 10
+    if op == "+" and cfg.hard_carry and a >= 0 and a % 10 + b % 10 >= 10:
+        return True, c - 10
+    return False, c + 1
+
+
+def is_hard_step(a: int, op: str, b: int, cfg: ToyWorldConfig) -> bool:
+    """Whether the corpus errs at ``a op b`` with ``corrupt_hard_rate`` (else the easy rate)."""
+    return plausible_error(a, op, b, cfg)[0]
+
+
+def corrupt_steps(question: str, cfg: ToyWorldConfig, rng: random.Random) -> tuple[list[Step], int | None]:
+    """A corpus solution: correct steps, except that at most one step may err.
+
+    Walking the canonical order, each step errs with the hard or easy rate until one has erred;
+    the wrong value then replaces the right one in the expression and later steps are computed
+    correctly from it, so the error reaches the answer. Returns the steps and the 0-based index
+    of the wrong step (``None`` when the solution is clean).
+    """
+    nums, ops = parse_expr(question) or ([], [])
+    if not nums:
+        raise ValueError(f"not a toy question: {question!r}")
+    steps: list[Step] = []
+    wrong_at = None
+    while ops:
+        i = next_op_index(ops)
+        a, op, b = nums[i], ops[i], nums[i + 1]
+        result = apply_op(a, op, b)
+        if wrong_at is None:
+            hard, wrong = plausible_error(a, op, b, cfg)
+            if rng.random() < (cfg.corrupt_hard_rate if hard else cfg.corrupt_easy_rate):
+                result, wrong_at = wrong, len(steps)
+        nums, ops = reduce_at(nums, ops, i, result)
+        steps.append(Step(a, op, b, result, render_expr(nums, ops)))
+    return steps, wrong_at
+
+
+def corpus_text(question: str, cfg: ToyWorldConfig, rng: random.Random) -> tuple[str, bool]:
+    """``(prompt + solution, is_clean)`` for one pretraining example (no special tokens)."""
+    steps, wrong_at = corrupt_steps(question, cfg, rng)
+    return prompt_text(question) + format_solution(steps, steps[-1].result), wrong_at is None
+
+
+# --- problem generation ----------------------------------------------------------------------
+
+Split = Literal["train", "test"]
+
+
+def split_of(question: str, cfg: ToyWorldConfig) -> Split:
+    """The split a question belongs to, fixed by a hash of its text for any n and seed."""
+    digest = hashlib.sha256(question.encode("utf-8")).digest()
+    bucket = int.from_bytes(digest[:8], "big") / 2.0**64
+    return "test" if bucket < cfg.test_fraction else "train"
+
+
+def random_question(cfg: ToyWorldConfig, rng: random.Random) -> str:
+    """A uniformly drawn question with ``min_ops..max_ops`` operators and the factor limit."""
+    while True:
+        n_ops = rng.randint(cfg.min_ops, cfg.max_ops)
+        ops = [rng.choice(cfg.ops) for _ in range(n_ops)]
+        run = longest = 0
+        for op in ops:
+            run = run + 1 if op == "*" else 0
+            longest = max(longest, run)
+        if longest + 1 <= cfg.max_factors:
+            nums = [rng.randint(cfg.operand_min, cfg.operand_max) for _ in range(n_ops + 1)]
+            return render_expr(nums, ops)
+
+
+def sample_questions(cfg: ToyWorldConfig, split: Split, n: int, seed: int, unique: bool) -> list[str]:
+    """``n`` questions of ``split`` drawn with ``random.Random(seed)``; distinct if ``unique``."""
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    # Mix the split into the seed so the two splits are not drawn from one stream.
+    rng = random.Random(f"toy-{split}-{seed}")
+    questions: list[str] = []
+    seen: set[str] = set()
+    budget = 200 * n + 10_000
+    while len(questions) < n:
+        budget -= 1
+        if budget < 0:
+            raise ValueError(f"cannot draw {n} distinct {split} questions from this config's space")
+        q = random_question(cfg, rng)
+        if split_of(q, cfg) != split or (unique and q in seen):
+            continue
+        seen.add(q)
+        questions.append(q)
+    return questions
+
+
+def generate_problems(cfg: ToyWorldConfig, split: Split, n: int, seed: int) -> list[Problem]:
+    """``n`` distinct problems of ``split``, deterministic in ``(cfg, split, n, seed)``.
+
+    Problem ``i`` has id ``toy-<split>-<i:06d>``; the same seed with a larger ``n`` extends the
+    list (the first ``n`` problems do not change).
+    """
+    problems = []
+    for i, q in enumerate(sample_questions(cfg, split, n, seed, unique=True)):
+        steps = solve(q)
+        problems.append(Problem(id=f"toy-{split}-{i:06d}", question=q, gold=str(steps[-1].result),
+                                source="toy", meta={"split": split, "n_ops": len(steps)}))
+    return problems
