@@ -45,7 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show-config", help="print the resolved config")
     _add_config_args(show)
     for name, (_, help_text) in STAGES.items():
-        _add_config_args(sub.add_parser(name, help=help_text))
+        stage = sub.add_parser(name, help=help_text)
+        _add_config_args(stage)
+        if name in ("pipeline", "demo"):
+            stage.add_argument("--seeds", type=int, default=None, help="repeat with N seeds (= pipeline.seeds=N)")
     for group, (group_help, actions) in GROUPS.items():
         group_sub = sub.add_parser(group, help=group_help).add_subparsers(dest="action", required=True)
         for name, (_, help_text) in actions.items():
@@ -58,8 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     from sppd.config import dump_yaml
     from sppd.settings import load_run_config
 
+    overrides = list(args.overrides)
+    if getattr(args, "seeds", None) is not None:
+        overrides.append(f"pipeline.seeds={args.seeds}")
     try:
-        cfg = load_run_config(args.config, args.overrides)
+        cfg = load_run_config(args.config, overrides)
     except ConfigError as exc:
         print(f"sppd: config error: {exc}", file=sys.stderr)
         return 2
