@@ -17,9 +17,12 @@ Why the base model trained here is imperfect *structurally*: the pretraining cor
 data, contains solutions with one plausible step error carried through to the answer. Errors
 concentrate on "hard" steps (a product >= ``hard_product_min``, a subtraction that crosses zero,
 optionally a subtraction that borrows or an addition that carries), each with one consistent
-wrong value, at ``corrupt_hard_rate`` (just above one half by default). A model that
-learns the corpus distribution therefore answers greedily with the wrong value at hard steps,
-while sampling still yields the correct value often: room for self-training to improve it.
+wrong value, at ``corrupt_hard_rate`` (0.6 by default). A model that learns the corpus
+distribution therefore answers greedily with the wrong value at most hard steps, and more
+pretraining does not fix that, while sampling still yields the correct value ~40% of the time
+there: room for self-training to improve it. (At the defaults about half of the test problems
+have no hard step; the base model's greedy accuracy is ~0.6, its accuracy at temperature 1
+~0.55 and its pass@8 ~0.85.)
 """
 
 from __future__ import annotations
@@ -211,7 +214,8 @@ def corrupt_steps(question: str, cfg: ToyWorldConfig, rng: random.Random) -> tup
 
     Walking the canonical order, each step errs with the hard or easy rate until one has erred;
     the wrong value then replaces the right one in the expression and later steps are computed
-    correctly from it, so the error reaches the answer. Returns the steps and the 0-based index
+    correctly from it, so the error reaches the answer (with operands >= 1 and at most two
+    factors per product it always changes the answer). Returns the steps and the 0-based index
     of the wrong step (``None`` when the solution is clean).
     """
     nums, ops = parse_expr(question) or ([], [])
