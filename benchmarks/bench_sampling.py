@@ -76,8 +76,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--config", default="toy")
     ap.add_argument("--model", default="", help="policy folder (default: the cached toy base model)")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = all cores; the toy config uses 1)")
     args = ap.parse_args(argv)
-    cfg = load_run_config(args.config, [f"sample.K={args.K}", f"sample.C={args.C}"])
+    cfg = load_run_config(args.config, [f"sample.K={args.K}", f"sample.C={args.C}", f"threads={args.threads}"])
     set_threads(cfg.threads)
     policy = args.model or common.policy_path(cfg)
     model, tok = load_policy(policy, cfg.model)
@@ -110,7 +111,7 @@ def main(argv=None) -> dict:
         print(f"{name:38s} {t:8d} {s:8.2f} {r:9.0f}")
     result = {
         "name": "tree sampling",
-        "command": f"python benchmarks/bench_sampling.py --problems {args.problems} --K {args.K} --C {args.C}",
+        "command": f"python benchmarks/bench_sampling.py --problems {args.problems} --K {args.K} --C {args.C} --threads {args.threads}",
         "ratios": [
             {"what": "tree tokens/s / plain batched generation tokens/s", "value": round(tree_tps / plain_tps, 3), "goal": ">= 0.7"},
             {"what": "lockstep tokens/s / one-node-per-call tokens/s (same K, C, problems)",
