@@ -78,7 +78,20 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"sppd: config error: {exc}", file=sys.stderr)
         return 2
+    except (FileNotFoundError, *_data_errors()) as exc:  # bad input: the message names file/line/field
+        print(f"sppd: error: {exc}", file=sys.stderr)
+        return 2
     return 0
+
+
+def _data_errors() -> tuple[type[Exception], ...]:
+    """Errors that mean "your input is malformed" (shown without a traceback)."""
+    from sppd.eval.benchmarks import BenchmarkFormatError
+    from sppd.io import DataFileError
+    from sppd.prm.base import PRMScoreError
+    from sppd.records import RecordError
+
+    return (BenchmarkFormatError, DataFileError, PRMScoreError, RecordError)
 
 
 if __name__ == "__main__":

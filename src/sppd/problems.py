@@ -27,7 +27,7 @@ def load_problems(cfg: ProblemsConfig, toy_world=None, seed: int = 0) -> list[Pr
         from sppd.eval.benchmarks import load_jsonl_problems
 
         items = load_jsonl_problems(
-            path, question_field=cfg.question_field, answer_field=cfg.answer_field, id_field=cfg.id_field
+            path, question_field=cfg.question_field, answer_field=cfg.answer_field, id_field=cfg.id_field or None
         )
     else:
         from sppd.eval.benchmarks import load_benchmark

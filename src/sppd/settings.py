@@ -77,7 +77,7 @@ class ProblemsConfig:
     n: int | None = None  # use the first n problems (None = all)
     question_field: str = "question"  # JSONL field names for user files
     answer_field: str = "answer"
-    id_field: str = "id"  # a missing id field numbers problems by line
+    id_field: str = ""  # JSONL id field ("" = number problems by line)
 
 
 @dataclass

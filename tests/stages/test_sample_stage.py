@@ -66,3 +66,12 @@ def test_killed_run_resumes_to_the_same_trees(tmp_path, tiny_policy_dir):
     got, want = _trees(run), _trees(tmp_path / "full")
     assert len(got) == 16 and len({t["problem"]["id"] for t in got}) == 16  # nothing lost or duplicated
     assert json.dumps(got, sort_keys=True) == json.dumps(want, sort_keys=True)
+
+
+def test_malformed_problems_file_is_a_clear_error(tmp_path, tiny_policy_dir):
+    bad = tmp_path / "problems.jsonl"
+    bad.write_text('{"question": "1+1", "answer": "2"}\n{"question": "2+2"}\n')
+    res = _cli("sample", "-c", "toy-tiny", f"run_dir={tmp_path / 'run'}", f"model.path={tiny_policy_dir}",
+               f"problems.source={bad}", "problems.n=null")
+    assert res.returncode == 2
+    assert "problems.jsonl:2" in res.stderr and "answer" in res.stderr and "Traceback" not in res.stderr
