@@ -39,6 +39,13 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
 
 
+def _add_stage_args(p: argparse.ArgumentParser) -> None:
+    _add_config_args(p)
+    p.add_argument("--rerun-stale", action="store_true",
+                   help="move a stage folder made with another config to <folder>.stale-<n> and redo it "
+                        "(default: stop with an error naming the changed keys)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sppd", description="SPPD: self-training with process preference learning")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -46,13 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(show)
     for name, (_, help_text) in STAGES.items():
         stage = sub.add_parser(name, help=help_text)
-        _add_config_args(stage)
+        _add_stage_args(stage)
         if name in ("pipeline", "demo"):
             stage.add_argument("--seeds", type=int, default=None, help="repeat with N seeds (= pipeline.seeds=N)")
     for group, (group_help, actions) in GROUPS.items():
         group_sub = sub.add_parser(group, help=group_help).add_subparsers(dest="action", required=True)
         for name, (_, help_text) in actions.items():
-            _add_config_args(group_sub.add_parser(name, help=help_text))
+            _add_stage_args(group_sub.add_parser(name, help=help_text))
     return parser
 
 
@@ -73,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         print(dump_yaml(cfg), end="")
         return 0
     module = GROUPS[args.command][1][args.action][0] if args.command in GROUPS else STAGES[args.command][0]
+    from sppd.stages import common
+
+    previous = common.set_rerun_stale(args.rerun_stale or common.rerun_stale())
     try:
         importlib.import_module(module).main(cfg)
     except ConfigError as exc:
@@ -81,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, *_data_errors()) as exc:  # bad input: the message names file/line/field
         print(f"sppd: error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        common.set_rerun_stale(previous)
     return 0
 
 

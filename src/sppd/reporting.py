@@ -166,6 +166,16 @@ def write_report(cfg: RunConfig, runs: list[dict]) -> Path:
             gamma_rows = sorted((r for r in first["evals"] if r.startswith("gamma/")), key=lambda r: float(r.split("/")[1]))
             out += [f"## Figure 2 analogue — accuracy vs γ ({bench})", "", f"![gamma sweep]({gamma_png.name})", "",
                     table(runs, [(r, start) for r in gamma_rows], bench, n, METHODS[:2]), ""]
+    if first.get("val"):
+        vb = cfg.pipeline.val_benchmark
+        vrows = list(first["val"])
+        cells = lambda row: (f"{100 * statistics.mean(r['val'][row] for r in runs if row in r.get('val', {})):.1f}")
+        out += [f"## Model selection on the validation set ({vb}, greedy, {cfg.pipeline.val_problems} problems)", "",
+                "Used only to choose (never the test set above).", "",
+                "| model | greedy |", "|---|---:|", *[f"| {row} | {cells(row)} |" for row in vrows], ""]
+    notes = [n for r in runs for n in r.get("notes", [])]
+    if notes:
+        out += ["## Choices the pipeline made", "", *[f"- {n}" for n in notes], ""]
     if first.get("skipped"):
         out += ["## Steps skipped", "", *[f"- {s}" for s in first["skipped"]], ""]
     out += _prm_section(root)

@@ -73,7 +73,7 @@ class StepConfig:
 @dataclass
 class ProblemsConfig:
     source: str = "toy"  # toy | benchmark name (gsm8k, math500, ...) | mix | path to a JSONL file
-    split: str = "train"  # toy split: train | test
+    split: str = "train"  # toy split: train | val | test
     n: int | None = None  # use the first n problems (None = all)
     question_field: str = "question"  # JSONL field names for user files
     answer_field: str = "answer"
@@ -104,6 +104,13 @@ class PackingMode(StrEnum):
     NODE = "node"  # every node's full prefix separately (the naive baseline)
 
 
+class RolloutNodes(StrEnum):
+    """Which nodes get ``score.mc_rollouts`` extra rollouts (``mc_min_paths`` top-ups apply to all)."""
+
+    BRANCHING = "branching"  # children of a node with 2+ children: the steps step pairs compare
+    ALL = "all"  # every non-terminal node
+
+
 @dataclass
 class ScoreConfig:
     scorer: str = "toy"  # PRM registry name: toy | mc | oracle | skywork | qwen25-math-prm | math-shepherd | rlhflow
@@ -111,6 +118,9 @@ class ScoreConfig:
     packing: PackingMode = PackingMode.TREE  # how a token-level PRM scores a tree
     max_batch_tokens: int = 16384  # token budget of one PRM forward
     mc_min_paths: int = 0  # extra rollouts from nodes resting on fewer complete paths (0 = none)
+    mc_rollouts: int = 0  # extra whole-completion rollouts from each mc_rollout_nodes node (0 = none)
+    mc_rollout_nodes: RolloutNodes = RolloutNodes.BRANCHING  # which nodes get mc_rollouts
+    mc_policy: str = ""  # model that rolls out ("" = the model that sampled the trees, from their manifest)
     trees: str = ""  # input trees (default: <run_dir>/trees)
     out: str = ""  # output folder (default: <run_dir>/scored)
 
@@ -241,6 +251,9 @@ class PipelineConfig:
     ablation_eval_samples: int = 0  # N for ablation/sweep evals (0 = eval.n_samples)
     control: bool = True  # toy world: continue pretraining for the same compute (a control row)
     seeds: int = 1  # repeat the whole pipeline with seeds seed..seed+N-1 and report mean and std
+    val_benchmark: str = ""  # held-out set for model selection, greedy only (toy: toy-val; "" = none)
+    val_problems: int = 400  # problems of val_benchmark
+    stage2_init: str = "best_val"  # Stage 2 starts from: sppd (the paper) | best_val (best Stage-1 model on val)
 
 
 @dataclass

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from sppd.prm.mc import MCScorer, attach_mc_values, build_mc_prm, rollout_counts
+from sppd.prm.mc import (
+    MCScorer, attach_mc_values, build_mc_prm, rollout_counts, rollout_counts_batch, rollout_plan,
+)
 from sppd.prm.base import PRMInput, build_prm
 from sppd.records import Node, Problem, Tree
 from sppd.sampling.engine import EngineStats, FinishReason, GenerationParams, StepSample
@@ -88,3 +90,38 @@ def test_mc_scorer_scores_trees_but_refuses_free_trajectories():
         scorer.score([PRMInput("1+1", ["Step 1: 1+1=2"])])
     with pytest.raises(ValueError, match="needs an engine"):
         build_mc_prm(min_paths=2).score_tree(hand_tree(SPEC))
+
+
+def test_rollout_plan_branching_and_top_ups():
+    tree = hand_tree(SPEC)
+    # root has children 0 and 5 (branching); node 0 has 1 and 2; node 2 has 3 and 4.
+    # Non-terminal children of branching nodes: 0, 2, 5. Terminal nodes are never rolled out.
+    assert rollout_plan(tree, per_node=2) == {0: 2, 2: 2, 5: 2}
+    # top-ups to 3 paths: node 2 has 2 paths (+1), node 5 has 0 (+3), node 0 has 3 (+0); max with per_node
+    assert rollout_plan(tree, min_paths=3, per_node=2) == {0: 2, 2: 2, 5: 3}
+    assert rollout_plan(tree, per_node=1, nodes="all") == {0: 1, 2: 1, 5: 1}
+    assert rollout_plan(tree) == {}
+
+
+def test_batched_rollouts_share_one_engine_call_per_count_across_trees():
+    t1, t2 = hand_tree(SPEC, pid="p1"), hand_tree(SPEC, pid="p2")
+    prefix_0 = (1, 2, 3, ord("a"), 10)
+    prefix_2 = (1, 2, 3, ord("a"), 10, ord("c"), 10)
+    prefix_5 = (1, 2, 3, ord("f"), 10)
+    engine = ScriptedEngine({prefix_0: ["ok", "bad"], prefix_2: ["bad", "bad"], prefix_5: ["ok", "ok"]})
+
+    def judge(items):
+        return [(None, text.endswith("ok")) for _, text in items]
+
+    plans = [rollout_plan(t1, per_node=2), rollout_plan(t2, per_node=2)]
+    counts = rollout_counts_batch([t1, t2], plans, engine, judge, GenerationParams(max_new_tokens=9, stop=None), 0)
+    assert len(engine.calls) == 1 and len(engine.calls[0][0]) == 6 and engine.calls[0][1] == 2
+    assert counts[0] == counts[1] == {0: (2, 1), 2: (2, 0), 5: (2, 2)}
+    scorer = MCScorer(per_node=2, engine=engine, judge=judge, params=GenerationParams(max_new_tokens=9, stop=None))
+    values = scorer.score_trees([t1, t2])
+    # node 2: its 2 leaves (1 right) + 2 rollouts (0 right) -> 1/4; node 0: leaves 2/3 plus its own
+    # rollouts (1/2) and node 2's (0/2) -> 3/7; node 5: 0 leaves + 2/2 rollouts -> 1.0
+    assert values[0][:6] == pytest.approx([3 / 7, 1.0, 1 / 4, 0.0, 1.0, 1.0])
+    assert values[1] == values[0]
+    with pytest.raises(ValueError, match="2 trees but 1 rollout plans"):
+        rollout_counts_batch([t1, t2], plans[:1], engine, judge, GenerationParams(max_new_tokens=9, stop=None), 0)

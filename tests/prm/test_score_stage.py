@@ -15,6 +15,8 @@ from sppd.stages import prm_report, prm_train, score
 from sppd.toy.model import ToyModelConfig
 from test_mc import hand_tree
 
+from sppd.prm.mc import subtree_path_counts as mc_paths
+
 RIGHT = ["Step 1: 3*4=12, 2+12", "Step 2: 2+12=14", "The answer is \\boxed{14}"]
 SPEC = [(-1, RIGHT[0], False, None), (0, RIGHT[1], False, None), (1, RIGHT[2], True, True),
         (1, "The answer is \\boxed{15}", True, False), (-1, "Step 1: 3*4=13, 2+13", False, None),
@@ -73,7 +75,7 @@ def test_rerun_skips_finished_shards(tmp_path, capsys):
     assert kept.stat().st_mtime_ns == stamp and out.is_complete()
     cfg.score.scorer = "mc"
     out.invalidate()
-    with pytest.raises(ConfigError, match="scored by 'oracle'"):
+    with pytest.raises(ConfigError, match="score.scorer: 'oracle' -> 'mc'"):  # the stale-folder check
         score.main(cfg)
 
 
@@ -159,3 +161,34 @@ def test_missing_trees_and_missing_prm_path(tmp_path):
     write_trees(tmp_path, n_shards=1, per_shard=1)
     with pytest.raises(ConfigError, match="score.prm_path"):
         score.main(config(tmp_path, scorer="skywork"))
+
+
+def test_mc_rollouts_from_the_sampling_policy_give_graded_values(tmp_path, tiny_policy_dir):
+    """Real tiny policy: sample trees, then score with 3 rollouts per sibling step (batched)."""
+    from sppd.config import load
+    from sppd.stages import sample
+
+    cfg = load(RunConfig, "toy-tiny", [f"run_dir={tmp_path}", f"model.path={tiny_policy_dir}"])
+    sample.main(cfg)
+    # the rollouts must come from the model recorded in the trees' manifest, not model.path
+    cfg.model.path = str(tmp_path / "no-such-model")
+    cfg.score.scorer, cfg.score.mc_rollouts = "mc", 3
+    score.main(cfg)
+    trees = load_scored(tmp_path / "scored")
+    plain = [tree for shard in StageDir(tmp_path / "trees").shards() for tree in score.read_trees(shard)]
+    rolled = 0
+    for tree, before in zip(trees, plain):
+        paths, _ = mc_paths(before)
+        for node in tree.nodes:
+            parent_children = tree.children_of(node.parent)
+            extra = 3 if (not node.terminal and len(parent_children) >= 2) else 0
+            below = sum(3 for k in range(len(tree.nodes)) if k != node.id and node.id in tree.path_to(k)
+                        and not tree.nodes[k].terminal and len(tree.children_of(tree.nodes[k].parent)) >= 2)
+            assert node.mc_count == paths[node.id] + extra + below
+            if node.mc_count:
+                assert node.value == pytest.approx(node.mc_value)
+                assert 0.0 <= node.value <= 1.0
+                assert (node.value * node.mc_count) == pytest.approx(round(node.value * node.mc_count))
+            rolled += extra > 0
+    assert rolled > 0
+    assert StageDir(tmp_path / "scored").read_manifest()["inputs"]["mc_rollouts"] == 3

@@ -10,15 +10,24 @@ from sppd.stages import pipeline
 def _cfg(run_dir, model_dir, *extra):
     return load_run_config("toy-tiny", [f"run_dir={run_dir}", f"model.path={model_dir}", "problems.n=4",
                                         "eval.n_problems=4", "eval.n_samples=2", "pipeline.gammas=[0.5]",
-                                        "prm.synthetic_solutions=8", "sample.K=3", *extra])
+                                        "prm.synthetic_solutions=8", "sample.K=3", "pipeline.val_benchmark=toy-val",
+                                        "pipeline.val_problems=5", *extra])
 
 
 def test_pipeline_runs_resumes_and_reports(tmp_path, tiny_policy_dir):
-    run = tmp_path / "run"
+    run, model_dir = tmp_path / "run", tiny_policy_dir
     first = pipeline.main(_cfg(run, tiny_policy_dir))
     report = Path(first["report"]).read_text()
     assert "## Table 1 analogue — toy" in report and "## Table 4 analogue" in report
     assert "| Base |" in report and "Wall time per step" in report
+    # Stage 2 starts from the Stage-1 model with the best validation accuracy, and the report says so
+    val = first["runs"][0]["val"]
+    assert set(val) == {"Base", "SFT-PRM", "+DPO-PRM", "+SPPD"} and all(0 <= a <= 1 for a in val.values())
+    best = max(val.values())
+    chosen = next(r for r in ["Base", "SFT-PRM", "+DPO-PRM", "+SPPD"] if val[r] == best)
+    assert f"Stage 2 starts from {chosen} " in report and "## Model selection on the validation set (toy-val" in report
+    s2 = (run / "stage2" / "trees" / "manifest.json").read_text()
+    assert first["runs"][0]["models"].get(chosen, "@@") in s2 or (chosen == "Base" and str(model_dir) in s2)
     for folder in ["stage1/trees", "stage1/scored", "stage1/data/sft", "prm", "eval/Base", "stage2/trees"]:
         assert (run / folder / "manifest.json").exists(), folder
     # a rerun finds every stage complete: same numbers, nothing recomputed

@@ -142,3 +142,15 @@ def test_bad_config_and_question():
 def test_step_line_without_state_when_done():
     assert Step(19, "-", 5, 14, "14").line(3) == "Step 3: 19-5=14"
     assert Step(3, "*", 4, 12, "7+12-5").line(1) == "Step 1: 3*4=12, 7+12-5"
+
+
+def test_val_split_is_disjoint_from_train_and_test():
+    cfg = ToyWorldConfig()
+    val = {p.question for p in generate_problems(cfg, "val", 200, seed=0)}
+    train = {p.question for p in generate_problems(cfg, "train", 2000, seed=0)}
+    test = {p.question for p in generate_problems(cfg, "test", 400, seed=0)}
+    assert len(val) == 200 and not (val & train) and not (val & test)
+    assert all(split_of(q, cfg) == "val" for q in val)
+    assert generate_problems(cfg, "val", 3, seed=0)[0].id == "toy-val-000000"
+    with pytest.raises(ValueError, match="val_fraction"):
+        ToyWorldConfig(test_fraction=0.5, val_fraction=0.6)

@@ -11,9 +11,9 @@ Distinct terminal nodes are counted, not walks: two walks ending at the same lea
 trajectory, and counting walk visits would weight a path by how likely the *selection* rule
 made it rather than by the policy. Nodes with no complete path below keep ``mc_value=None``.
 
-Optionally, nodes resting on fewer than ``min_paths`` paths get extra whole-completion
-rollouts from their prefix (``rollout_counts``); those rollouts only add to the counts and are
-not added to the tree.
+Optionally, nodes get extra whole-completion rollouts from their prefix (``rollout_plan``:
+top-ups to ``min_paths`` paths, and/or ``per_node`` rollouts from every sibling step that a step
+pair could compare); those rollouts only add to the counts and are not added to the tree.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from sppd.prm.base import PRMInput
 from sppd.records import Tree
 from sppd.sampling.engine import Engine, GenerationParams
 from sppd.sampling.tree import AnswerJudge, path_steps, path_token_ids
+from sppd.settings import RolloutNodes
 
 # node id -> (extra complete paths, of which correct)
 RolloutCounts = dict[int, tuple[int, int]]
@@ -64,6 +65,73 @@ def attach_mc_values(tree: Tree, rollouts: RolloutCounts | None = None) -> None:
         node.mc_value = correct[node.id] / paths[node.id] if paths[node.id] else None
 
 
+def rollout_plan(tree: Tree, min_paths: int = 0, per_node: int = 0,
+                 nodes: RolloutNodes | str = RolloutNodes.BRANCHING) -> dict[int, int]:
+    """How many extra rollouts each non-terminal node needs: node id -> count (0s left out).
+
+    A node gets ``max(per_node if selected, min_paths - paths(node))``. ``per_node`` exists because
+    a deep node usually rests on a single complete path, so its tree MC value is 0 or 1 and every
+    value gap between siblings is 1.0: a few rollouts give the graded values the dynamic margin
+    (Eq. 5) is about. Only ``branching`` children are compared by step pairs, so by default only
+    they pay for it. Terminal nodes are exact (their answer was judged) and never rolled out.
+    """
+    paths, _ = subtree_path_counts(tree)
+    selected: set[int] = set()
+    if per_node > 0:
+        if RolloutNodes(nodes) == RolloutNodes.ALL:
+            selected = {n.id for n in tree.nodes}
+        else:
+            parents = [-1] + [n.id for n in tree.nodes]
+            selected = {k for p in parents if len(tree.children_of(p)) >= 2 for k in tree.children_of(p)}
+    plan = {}
+    for node in tree.nodes:
+        if node.terminal:
+            continue
+        n = max(per_node if node.id in selected else 0, min_paths - paths[node.id])
+        if n > 0:
+            plan[node.id] = n
+    return plan
+
+
+def rollout_counts_batch(
+    trees: Sequence[Tree],
+    plans: Sequence[dict[int, int]],
+    engine: Engine,
+    judge: AnswerJudge,
+    params: GenerationParams,
+    seed: int,
+    delimiter: str = "\n",
+) -> list[RolloutCounts]:
+    """Run every tree's rollout plan; returns per tree node id -> (rollouts, correct ones).
+
+    All nodes of all trees needing the same number of rollouts share one engine call, so a shard
+    of trees costs a handful of large batched calls instead of one small call per tree (the
+    engine splits them by its batch size). Each rollout is a whole completion (``params.stop``
+    must be None), judged as the node's steps, the delimiter, then the completion.
+    """
+    if params.stop is not None:
+        raise ValueError("MC rollouts generate whole completions: GenerationParams.stop must be None")
+    if len(trees) != len(plans):
+        raise ValueError(f"{len(trees)} trees but {len(plans)} rollout plans")
+    groups: dict[int, list[tuple[int, int]]] = {}
+    for t, plan in enumerate(plans):
+        for node_id, n in sorted(plan.items()):
+            groups.setdefault(n, []).append((t, node_id))
+    counts: list[RolloutCounts] = [{} for _ in trees]
+    for n, members in sorted(groups.items()):
+        prefixes = [trees[t].prompt_ids + path_token_ids(trees[t], k) for t, k in members]
+        samples = engine.generate(prefixes, n, params, seed=seed + n)
+        items, owners = [], []
+        for (t, k), group in zip(members, samples):
+            head = delimiter.join(path_steps(trees[t], k)) + delimiter
+            items += [(trees[t].problem, head + s.text) for s in group]
+            owners += [(t, k)] * len(group)
+        for (t, k), (_, ok) in zip(owners, judge(items)):
+            total, good = counts[t].get(k, (0, 0))
+            counts[t][k] = (total + 1, good + int(bool(ok)))
+    return counts
+
+
 def rollout_counts(
     tree: Tree,
     engine: Engine,
@@ -75,38 +143,23 @@ def rollout_counts(
 ) -> RolloutCounts:
     """Whole completions from every non-terminal node resting on fewer than ``min_paths`` paths.
 
-    Node n gets ``min_paths - paths(n)`` rollouts (``params.stop`` must be None: a rollout runs
-    to EOS or the token limit). Each is judged as the node's steps, the delimiter, then the
-    completion. Nodes needing the same number of rollouts share one engine call.
+    Node n gets ``min_paths - paths(n)`` rollouts; one tree's case of ``rollout_counts_batch``.
     """
-    if params.stop is not None:
-        raise ValueError("MC rollouts generate whole completions: GenerationParams.stop must be None")
-    paths, _ = subtree_path_counts(tree)
-    need: dict[int, list[int]] = {}
-    for node in tree.nodes:
-        if not node.terminal and paths[node.id] < min_paths:
-            need.setdefault(min_paths - paths[node.id], []).append(node.id)
-    counts: RolloutCounts = {}
-    for n, node_ids in sorted(need.items()):
-        prefixes = [tree.prompt_ids + path_token_ids(tree, k) for k in node_ids]
-        samples = engine.generate(prefixes, n, params, seed=seed + n)
-        texts = [(k, delimiter.join(path_steps(tree, k)) + delimiter + s.text)
-                 for k, group in zip(node_ids, samples) for s in group]
-        verdicts = judge([(tree.problem, text) for _, text in texts])
-        for (k, _), (_, ok) in zip(texts, verdicts):
-            total, good = counts.get(k, (0, 0))
-            counts[k] = (total + 1, good + int(bool(ok)))
-    return counts
+    return rollout_counts_batch([tree], [rollout_plan(tree, min_paths)], engine, judge, params, seed,
+                                delimiter)[0]
 
 
 @dataclass
 class MCScorer:
     """The MC value as a scorer: values come from the tree, so it scores trees, not inputs.
 
-    ``min_paths > 0`` needs an ``engine`` and a ``judge`` for the extra rollouts.
+    ``min_paths > 0`` or ``per_node > 0`` needs an ``engine``, a ``judge`` and ``params`` for the
+    extra rollouts (see ``rollout_plan``).
     """
 
     min_paths: int = 0
+    per_node: int = 0
+    nodes: RolloutNodes = RolloutNodes.BRANCHING
     engine: Engine | None = None
     judge: AnswerJudge | None = None
     params: GenerationParams | None = None
@@ -120,16 +173,22 @@ class MCScorer:
             "score trajectories outside a tree; use a learned PRM (e.g. 'toy') for those"
         )
 
-    def score_tree(self, tree: Tree) -> list[float | None]:
-        """Attach MC values (with rollouts if configured) and return them per node."""
-        rollouts = None
-        if self.min_paths > 0:
+    def score_trees(self, trees: Sequence[Tree]) -> list[list[float | None]]:
+        """Attach MC values (with rollouts, batched over ``trees``, if configured); per node values."""
+        rollouts: list[RolloutCounts | None] = [None] * len(trees)
+        if self.min_paths > 0 or self.per_node > 0:
             if self.engine is None or self.judge is None or self.params is None:
-                raise ValueError("mc scorer with min_paths > 0 needs an engine, a judge and params")
-            rollouts = rollout_counts(tree, self.engine, self.judge, self.min_paths, self.params,
-                                      self.seed, self.delimiter)
-        attach_mc_values(tree, rollouts)
-        return [node.mc_value for node in tree.nodes]
+                raise ValueError("mc scorer with rollouts (min_paths/per_node > 0) needs an engine, a judge and params")
+            plans = [rollout_plan(t, self.min_paths, self.per_node, self.nodes) for t in trees]
+            rollouts = rollout_counts_batch(trees, plans, self.engine, self.judge, self.params, self.seed,
+                                            self.delimiter)
+        for tree, counts in zip(trees, rollouts):
+            attach_mc_values(tree, counts)
+        return [[node.mc_value for node in tree.nodes] for tree in trees]
+
+    def score_tree(self, tree: Tree) -> list[float | None]:
+        """One tree's ``score_trees``."""
+        return self.score_trees([tree])[0]
 
 
 def build_mc_prm(**kwargs) -> MCScorer:

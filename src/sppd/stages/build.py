@@ -28,6 +28,7 @@ from sppd.io import MANIFEST, StageDir, file_digest
 from sppd.records import RECORD_KINDS, PreferencePair, SFTExample, StepPair, Tree
 from sppd.settings import RunConfig
 from sppd.stages import common
+from sppd.stages.fingerprint import Fingerprint
 
 OUTPUTS = ("sft", "dpo", "step_pairs")
 TREES_PER_SHARD = 256  # input trees per output shard: bounds memory, independent of input layout
@@ -67,7 +68,8 @@ def _build(cfg: RunConfig, trees_dir: str, out_dir: str) -> dict:
     summary = {}
     for name, out in outs.items():
         stats = STATS[name](_load(out, name))
-        out.write_manifest(f"build/{name}", counts=dict(sorted(counters[name].items())), inputs=inputs, stats=stats)
+        out.write_manifest(f"build/{name}", counts=dict(sorted(counters[name].items())), inputs=inputs, stats=stats,
+                           **fingerprint(cfg, trees, name).manifest_fields())
         summary[name] = _summary_of(out.read_manifest())
     print(format_summary(summary, root))
     return summary
@@ -83,6 +85,13 @@ def build_inputs(cfg: RunConfig, trees: StageDir) -> dict:
         "build": {k: v for k, v in _config.to_dict(cfg.build).items() if k not in ("trees", "out")},
         "delimiter": cfg.step.delimiter_text(),
     }
+
+
+def fingerprint(cfg: RunConfig, trees: StageDir, name: str) -> Fingerprint:
+    """What one training set depends on, for the stages that read it (a build itself is redone
+    whenever ``build_inputs`` change: it is cheap and all or nothing)."""
+    return Fingerprint.of(f"build/{name}", cfg, ["build", "step.delimiter", "step.custom"],
+                          exclude=["build.trees", "build.out"], inputs={"trees": trees.path})
 
 
 def _clear(out: StageDir) -> None:

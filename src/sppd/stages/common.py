@@ -44,6 +44,28 @@ def barrier() -> None:
         PartialState().wait_for_everyone()
 
 
+RERUN_STALE_ENV = "SPPD_RERUN_STALE"
+
+
+def rerun_stale() -> bool:
+    """Whether a stale stage folder is moved aside and redone (``--rerun-stale``) rather than refused."""
+    return os.environ.get(RERUN_STALE_ENV) == "1"
+
+
+def set_rerun_stale(on: bool) -> bool:
+    """Turn ``--rerun-stale`` on or off for this process and its children; returns the previous state.
+
+    An environment variable rather than a stage argument: the pipeline calls stages with configs
+    only, and processes started by ``accelerate launch`` inherit it.
+    """
+    previous = rerun_stale()
+    if on:
+        os.environ[RERUN_STALE_ENV] = "1"
+    else:
+        os.environ.pop(RERUN_STALE_ENV, None)
+    return previous
+
+
 def save_stage_config(out: StageDir, cfg: RunConfig) -> None:
     out.path.mkdir(parents=True, exist_ok=True)
     out.save_config(_config.dump_yaml(cfg))

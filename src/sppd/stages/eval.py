@@ -24,15 +24,24 @@ from sppd.records import Problem
 from sppd.sampling.engine import GenerationParams, build_engine
 from sppd.settings import ProblemsConfig, RunConfig
 from sppd.stages import common
+from sppd.stages.fingerprint import Fingerprint, policy_id, reuse
 
+TOY_SETS = ("toy", "toy-val")
 METHOD_LABELS = {"greedy": "Greedy", "maj": "MAJ@{n}", "orm_vote": "ORM_VOTE@{n}", "orm_max": "ORM_MAX@{n}", "pass": "pass@{n}"}
 
 
 def bench_problems(cfg: RunConfig, name: str) -> list[Problem]:
-    """The problems of one benchmark name (``toy`` is the toy world's held-out test set)."""
+    """The problems of one benchmark name.
+
+    ``toy`` is the toy world's held-out test split; ``toy-val`` its validation split (for
+    choosing hyperparameters and models without touching the test set). Both are disjoint from
+    the training questions by the split hash.
+    """
     n = cfg.eval.n_problems or None
     if name == "toy":
         pc = ProblemsConfig(source="toy", split="test", n=n or 500)
+    elif name == "toy-val":
+        pc = ProblemsConfig(source="toy", split="val", n=n or 500)
     else:
         pc = ProblemsConfig(source=name, n=n, question_field=cfg.problems.question_field,
                             answer_field=cfg.problems.answer_field, id_field=cfg.problems.id_field)
@@ -58,10 +67,25 @@ def load_eval_prm(cfg: RunConfig):
     return build_prm(name, path=path)
 
 
+def fingerprint(cfg: RunConfig, model_path: str | None = None) -> Fingerprint:
+    """What the metrics depend on: the eval settings (``batch_size`` too: it splits the engine's
+    random stream), prompt and step rule, the model and the PRM behind the ORM methods."""
+    prm = cfg.eval.prm or cfg.score.scorer
+    keys = ["seed", "eval", "prompt", "step", "sample.engine", "model.dtype"]
+    keys += ["score.scorer"] if not cfg.eval.prm else []
+    keys += ["toy.world"] if any(b.startswith("toy") for b in cfg.eval.benchmarks) else []  # toy, toy-val
+    keys += ["problems.question_field", "problems.answer_field", "problems.id_field"]
+    model = model_path or cfg.eval.model
+    inputs = {"model": Path(model) if model else policy_id(cfg)}
+    if prm not in ("none", "mc", "oracle"):
+        inputs["prm"] = Path(cfg.eval.prm_path or cfg.score.prm_path or Path(cfg.run_dir) / "prm")
+    return Fingerprint.of("eval", cfg, keys, ["eval.out", "eval.model", "eval.prm_path"], inputs)
+
+
 def main(cfg: RunConfig, model_path: str | None = None, out_dir: str = "") -> dict:
     set_threads(cfg.threads)
     out = common.stage_dir(cfg, "eval", out_dir or cfg.eval.out)
-    if out.is_complete():
+    if reuse(out, fingerprint(cfg, model_path), out.is_complete(), has_work=bool(out.shards())):
         metrics = json.loads((out.path / "metrics.json").read_text())
         print(f"eval: {out.path} is complete; nothing to do.\n" + (out.path / "metrics.md").read_text())
         return metrics
@@ -73,12 +97,12 @@ def main(cfg: RunConfig, model_path: str | None = None, out_dir: str = "") -> di
     delimiter = cfg.step.delimiter_text()
     metrics = {}
     for name in cfg.eval.benchmarks:
-        judge = build_judge("toy" if name == "toy" else name)
+        judge = build_judge("toy" if name in TOY_SETS else name)
         try:
             records = _run_benchmark(cfg, name, out, engine, tokenizer, judge, prm, delimiter)
         finally:
             getattr(judge, "close", lambda: None)()
-        equivalent = (lambda a, b: False) if name == "toy" else None  # toy answers are integers
+        equivalent = (lambda a, b: False) if name in TOY_SETS else None  # toy answers are integers
         metrics[name] = summarize(records, SampleScore(cfg.eval.sample_score), prm is not None,
                                   cfg.eval.bootstrap, cfg.seed, equivalent)
     metrics["_meta"] = {"model": str(path), "prm": getattr(prm, "name", None), "n_samples": cfg.eval.n_samples,
@@ -87,7 +111,8 @@ def main(cfg: RunConfig, model_path: str | None = None, out_dir: str = "") -> di
     table = metrics_table(metrics, cfg.eval.n_samples)
     atomic_write_text(out.path / "metrics.md", table + "\n")
     out.write_manifest("eval", counts={k: v["n_problems"] for k, v in metrics.items() if k != "_meta"},
-                       inputs={"model": str(path), "benchmarks": cfg.eval.benchmarks})
+                       inputs={"model": str(path), "benchmarks": cfg.eval.benchmarks},
+                       **fingerprint(cfg, model_path).manifest_fields())
     print(f"eval: wrote {out.path}\n{table}")
     return metrics
 

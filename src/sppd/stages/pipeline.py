@@ -54,7 +54,9 @@ class Pipeline:
         self.timer = Timer(self.root / "timings.json")
         self.evals: dict[str, dict] = {}
         self.models: dict[str, str] = {}
+        self.val: dict[str, float] = {}  # row -> greedy accuracy on pipeline.val_benchmark
         self.skipped: list[str] = []
+        self.notes: list[str] = []
 
     # -- stage wrappers ------------------------------------------------------------------
     def sample(self, stage: str, model: str) -> Path:
@@ -103,6 +105,40 @@ class Pipeline:
         self.models[row] = model
         return metrics
 
+    def validate(self, row: str, model: str) -> float | None:
+        """Greedy accuracy on the validation set (model selection without the test set)."""
+        from sppd.stages import eval as eval_stage
+
+        p = self.cfg.pipeline
+        if not p.val_benchmark:
+            return None
+        same = [r for r, m in self.models.items() if m == model and r in self.val]
+        if same:
+            self.val[row] = self.val[same[0]]
+            return self.val[row]
+        e = dataclasses.replace(self.cfg.eval, benchmarks=[p.val_benchmark], n_problems=p.val_problems,
+                                n_samples=0, prm="none")
+        folder = self.root / "eval-val" / row.replace("/", "_").replace(" ", "_")
+        metrics = self.timer.run(f"val/{row}", lambda: eval_stage.main(dataclasses.replace(self.cfg, eval=e),
+                                                                       model_path=model, out_dir=str(folder)))
+        self.val[row] = metrics[p.val_benchmark]["greedy"]["acc"]
+        return self.val[row]
+
+    def stage2_start(self, chain: list[tuple[str, str]]) -> str:
+        """The model Stage 2 resamples with: the SPPD model, or the best Stage-1 model on validation."""
+        p = self.cfg.pipeline
+        if p.stage2_init not in ("sppd", "best_val"):
+            from sppd.config import ConfigError
+
+            raise ConfigError(f"config key 'pipeline.stage2_init': {p.stage2_init!r} is not sppd or best_val")
+        if p.stage2_init == "sppd" or not p.val_benchmark:
+            return chain[-1][1]
+        scored = [(self.validate(row, model), -i, row, model) for i, (row, model) in enumerate(chain)]
+        acc, _, row, model = max(scored)  # ties go to the earlier (less trained) model
+        self.notes.append(f"Stage 2 starts from {row} (best greedy accuracy on {p.val_benchmark}: "
+                          f"{100 * acc:.1f}%; " + ", ".join(f"{r} {100 * a:.1f}%" for a, _, r, _ in scored) + ")")
+        return model
+
     # -- the method ----------------------------------------------------------------------
     def run(self) -> dict:
         from sppd.stages import prm_report, prm_train
@@ -129,7 +165,8 @@ class Pipeline:
         self.ablations(data / "step_pairs", dpo)
         if self.toy and p.control:
             self.control(base)
-        model = sppd
+        chain = [("Base", base)] + ([("SFT-PRM", sft), ("+DPO-PRM", dpo)] if p.sentence_level else []) + [("+SPPD", sppd)]
+        model = self.stage2_start(chain) if p.stages >= 2 else sppd
         for stage in range(2, p.stages + 1):
             name = f"stage{stage}"
             stage_data = self.score_and_build(name, self.sample(name, model))
@@ -170,7 +207,8 @@ class Pipeline:
         self.evaluate("Control: base + continued pretraining", model)
 
     def summary(self) -> dict:
-        return {"evals": self.evals, "models": self.models, "timings": self.timer.times, "skipped": self.skipped}
+        return {"evals": self.evals, "models": self.models, "timings": self.timer.times, "skipped": self.skipped,
+                "val": self.val, "notes": self.notes}
 
 
 def mean_value_gap(pairs: Path) -> float:

@@ -19,6 +19,7 @@ from sppd.io import StageDir
 from sppd.prm.mc import attach_mc_values
 from sppd.settings import RunConfig
 from sppd.stages import common
+from sppd.stages.fingerprint import Fingerprint, reuse
 
 
 def load_labelled_trees(folders: list[Path]):
@@ -38,6 +39,16 @@ def load_labelled_trees(folders: list[Path]):
     return trees
 
 
+def fingerprint(cfg: RunConfig, folders: list[Path], policy: Path | None) -> Fingerprint:
+    """What the PRM depends on: its settings, the seed, the toy model shape and world, the tree
+    folders and the policy it starts from."""
+    inputs: dict = {f"trees[{i}]": folder for i, folder in enumerate(folders)}
+    if policy is not None:
+        inputs["policy"] = Path(policy)
+    return Fingerprint.of("prm_train", cfg, ["seed", "prm", "toy.model", "toy.world"], ["prm.out", "prm.trees"],
+                          inputs)
+
+
 def main(cfg: RunConfig, out_dir: str = "") -> dict:
     """Train (or reuse) the toy PRM; returns its metrics."""
     from sppd.modeling import set_threads
@@ -50,10 +61,13 @@ def main(cfg: RunConfig, out_dir: str = "") -> dict:
     inputs = {"trees": [str(f) for f in folders], "policy": str(policy) if policy else None,
               "seed": cfg.seed, "prm": {k: getattr(cfg.prm, k) for k in ("epochs", "lr", "batch_size", "label", "synthetic_solutions",
                                                                           "min_mc_paths", "val_fraction")}}
+    fp = fingerprint(cfg, folders, policy)
+    # a folder from an sppd without fingerprints is retrained when its inputs differ, as it was then
     manifest = out.read_manifest() if out.is_complete() else None
-    if manifest and manifest.get("inputs") == inputs:
+    current = bool(manifest) and (manifest.get("fingerprint") is not None or manifest.get("inputs") == inputs)
+    if reuse(out, fp, current, has_work=False):  # never resumed: training restarts from scratch
         print(f"prm train: {out.path} is complete for these inputs; nothing to do.")
-        return manifest["counts"]
+        return out.read_manifest()["counts"]
     rank, _ = common.rank_and_world()
     metrics: dict = {}
     if rank == 0:  # a tiny model: one process trains it, the others wait
@@ -64,7 +78,7 @@ def main(cfg: RunConfig, out_dir: str = "") -> dict:
                                      world=cfg.toy.world)
         prm.save(out.path, metrics)
         common.save_stage_config(out, cfg)
-        out.write_manifest("prm_train", counts=metrics, inputs=inputs)
+        out.write_manifest("prm_train", counts=metrics, inputs=inputs, **fp.manifest_fields())
         print(format_summary(metrics, out.path))
     common.barrier()
     return metrics

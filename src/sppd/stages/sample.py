@@ -20,6 +20,7 @@ from sppd.sampling.engine import build_engine
 from sppd.sampling.tree import TreeParams, TreeSampler, path_text
 from sppd.settings import RunConfig
 from sppd.stages import common
+from sppd.stages.fingerprint import Fingerprint, policy_id, reuse
 
 TAG = "trees"
 
@@ -42,7 +43,8 @@ def main(cfg: RunConfig, model_path: str | None = None, out_dir: str = "") -> di
     problems = load_problems(cfg.problems, cfg.toy.world, seed=cfg.seed)
     per = cfg.sample.problems_per_shard
     chunks = [problems[i : i + per] for i in range(0, len(problems), per)]
-    if out.is_complete() and len(out.shards()) == len(chunks):
+    fp = fingerprint(cfg, model_path)
+    if reuse(out, fp, out.is_complete() and len(out.shards()) == len(chunks), has_work=bool(out.shards())):
         summary = summarize(load_trees(out))
         print(f"sample: {out.path} is complete; nothing to do.")
         return summary
@@ -75,9 +77,18 @@ def main(cfg: RunConfig, model_path: str | None = None, out_dir: str = "") -> di
     summary["tokens_per_s"] = round(engine.stats.generated_tokens / max(summary["seconds"], 1e-9), 1)
     if rank == 0 and len(out.shards()) == len(chunks):
         out.write_manifest("sample", counts=summary, inputs={"model": str(path), "problems": cfg.problems.source,
-                                                           "n_problems": len(problems)})
+                                                           "n_problems": len(problems)}, **fp.manifest_fields())
     print(format_summary(summary, out.path))
     return summary
+
+
+def fingerprint(cfg: RunConfig, model_path: str | None = None) -> Fingerprint:
+    """What the trees depend on. ``problems_per_shard`` and ``engine_batch_size`` count: they set
+    the chunks' seeds and how the engine's random stream is split. Threads and device do not."""
+    keys = ["seed", "model.dtype", "prompt", "step", "problems", "sample"]
+    if cfg.problems.source == "toy":
+        keys.append("toy.world")  # it generates the problems
+    return Fingerprint.of("sample", cfg, keys, exclude=["sample.out"], inputs={"model": policy_id(cfg, model_path)})
 
 
 def load_trees(out) -> list[Tree]:

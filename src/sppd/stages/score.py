@@ -25,6 +25,7 @@ from sppd.prm.mc import MCScorer
 from sppd.records import SCHEMA_VERSION, Tree
 from sppd.settings import DType, RunConfig
 from sppd.stages import common
+from sppd.stages.fingerprint import Fingerprint, policy_id, reuse
 
 TAG = "scored"
 HF_ADAPTERS = ("skywork", "qwen25-math-prm", "math-shepherd", "rlhflow")
@@ -51,21 +52,36 @@ def build_scorer(cfg: RunConfig):
     return build_prm(name, **({"path": s.prm_path} if s.prm_path else {}))  # a plugin's PRM
 
 
-def build_mc(cfg: RunConfig) -> MCScorer:
-    """The MC scorer; with ``score.mc_min_paths > 0`` it rolls out with the policy."""
-    if cfg.score.mc_min_paths <= 0:
+def rollout_policy(cfg: RunConfig, trees_dir: Path | None = None) -> Path:
+    """The policy whose MC values we estimate: ``score.mc_policy``, else the model that sampled the
+    trees (their manifest), else the configured policy. Rolling out with another model would mix
+    two policies' values in one node."""
+    if cfg.score.mc_policy:
+        return Path(cfg.score.mc_policy)
+    if trees_dir is not None and StageDir(trees_dir).is_complete():
+        model = StageDir(trees_dir).read_manifest().get("inputs", {}).get("model")
+        if model:
+            return Path(model)
+    return common.policy_path(cfg)
+
+
+def build_mc(cfg: RunConfig, trees_dir: Path | None = None) -> MCScorer:
+    """The MC scorer; with ``score.mc_min_paths`` or ``score.mc_rollouts`` it rolls out with the policy."""
+    s = cfg.score
+    if s.mc_min_paths <= 0 and s.mc_rollouts <= 0:
         return MCScorer()
     from sppd.judging import build_judge
     from sppd.modeling import load_policy
     from sppd.sampling.engine import GenerationParams, build_engine
 
-    model, tokenizer = load_policy(common.policy_path(cfg), cfg.model)
+    model, tokenizer = load_policy(rollout_policy(cfg, trees_dir), cfg.model)
     engine = build_engine(cfg.sample.engine, model=model, tokenizer=tokenizer,
                           batch_size=cfg.sample.engine_batch_size)
     params = GenerationParams(max_new_tokens=cfg.sample.max_total_tokens, temperature=cfg.sample.temperature,
                               top_p=cfg.sample.top_p, stop=None)
-    return MCScorer(min_paths=cfg.score.mc_min_paths, engine=engine, judge=build_judge(cfg.problems.source),
-                    params=params, delimiter=cfg.step.delimiter_text(), seed=cfg.seed)
+    return MCScorer(min_paths=s.mc_min_paths, per_node=s.mc_rollouts, nodes=s.mc_rollout_nodes, engine=engine,
+                    judge=build_judge(cfg.problems.source), params=params, delimiter=cfg.step.delimiter_text(),
+                    seed=cfg.seed)
 
 
 def read_trees(path: Path) -> list[Tree]:
@@ -83,9 +99,8 @@ def score_shard(trees: list[Tree], scorer, mc: MCScorer, cfg: RunConfig, seed: i
     """Attach MC values and scorer values to ``trees`` in place; returns the scoring cost."""
     from sppd.prm.packing import score_trees
 
-    for i, tree in enumerate(trees):
-        mc.seed = seed + i
-        mc.score_tree(tree)
+    mc.seed = seed
+    mc.score_trees(trees)  # one batched set of rollouts for the whole shard
     if scorer is None:
         values = [[n.mc_value for n in t.nodes] for t in trees]
         cost: dict[str, Any] = {}
@@ -116,6 +131,24 @@ def _count_lines(path: Path) -> int:
         return sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b""))
 
 
+def fingerprint(cfg: RunConfig, trees: StageDir) -> Fingerprint:
+    """What scored trees depend on: the trees, the scorer and its PRM folder and, when nodes are
+    rolled out, the rollout policy, sampling settings and seed. Token budgets of a forward do not."""
+    s = cfg.score
+    keys = ["score"]
+    exclude = ["score.out", "score.trees", "score.prm_path", "score.mc_policy", "score.max_batch_tokens"]
+    inputs: dict = {"trees": trees.path}
+    if s.scorer not in ("mc", "oracle") and (s.prm_path or s.scorer == "toy"):
+        inputs["prm"] = Path(s.prm_path or Path(cfg.run_dir) / "prm")
+    if s.mc_min_paths > 0 or getattr(s, "mc_rollouts", 0) > 0:
+        keys += ["seed", "model.dtype", "step", "problems.source", "sample"]
+        exclude += ["sample.out", "sample.problems_per_shard"]
+        policy = getattr(s, "mc_policy", "")
+        if policy or not trees.is_complete():  # else the trees' model, inside their fingerprint
+            inputs["rollout_policy"] = Path(policy) if policy else policy_id(cfg)
+    return Fingerprint.of("score", cfg, keys, exclude, inputs)
+
+
 def main(cfg: RunConfig, out_dir: str = "") -> dict:
     """Score the trees; returns the summary it prints (also the manifest's counts)."""
     from sppd.modeling import set_threads
@@ -126,7 +159,8 @@ def main(cfg: RunConfig, out_dir: str = "") -> dict:
     inputs = src.shards()
     if not inputs:
         raise ConfigError(f"config key 'score.trees': no tree shards in {src.path}; run `sppd sample` first")
-    if out.is_complete() and len(out.shards()) == len(inputs):
+    fp = fingerprint(cfg, src)
+    if reuse(out, fp, out.is_complete() and len(out.shards()) == len(inputs), has_work=bool(out.shards())):
         print(f"score: {out.path} is complete; nothing to do.")
         return out.read_manifest()["counts"]
     rank, world = common.rank_and_world()
@@ -141,7 +175,8 @@ def main(cfg: RunConfig, out_dir: str = "") -> dict:
         out.write_manifest("score", counts=summary, inputs={
             "trees": str(src.path), "shards": [p.name for p in inputs], "scorer": cfg.score.scorer,
             "prm_path": cfg.score.prm_path, "packing": str(cfg.score.packing),
-            "mc_min_paths": cfg.score.mc_min_paths})
+            "mc_min_paths": cfg.score.mc_min_paths, "mc_rollouts": cfg.score.mc_rollouts,
+            "mc_rollout_nodes": str(cfg.score.mc_rollout_nodes)}, **fp.manifest_fields())
     print(format_summary(summary, out.path))
     return summary
 
@@ -149,7 +184,7 @@ def main(cfg: RunConfig, out_dir: str = "") -> dict:
 def _score_todo(cfg: RunConfig, inputs: list[Path], out: StageDir, mine: list[int]) -> dict:
     """Score this process's unfinished shards; returns this run's cost and speed."""
     todo = [i for i in mine if not out.has_shard(TAG, i)]
-    scorer, mc = (build_scorer(cfg), build_mc(cfg)) if todo else (None, None)
+    scorer, mc = (build_scorer(cfg), build_mc(cfg, inputs[0].parent)) if todo else (None, None)
     bar = common.progress(sum(_count_lines(inputs[i]) for i in todo), "score", "tree")
     start, steps = time.perf_counter(), 0
     cost: dict[str, Any] = {"forward_tokens": 0, "fallback_trees": 0, "fallback_reasons": []}

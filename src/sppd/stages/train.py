@@ -28,7 +28,9 @@ from sppd.modeling import load_tokenizer, resolve_device, set_threads
 from sppd.records import RECORD_KINDS
 from sppd.settings import RunConfig, TrainConfig
 from sppd.stages import common
-from sppd.train.loop import CHECKPOINTS, LoopInputs, build_optimizer, prepare_for_training, train_loop
+from sppd.stages.fingerprint import Fingerprint, reuse
+from sppd.train.loop import (CHECKPOINTS, LoopInputs, build_optimizer, latest_checkpoint, prepare_for_training,
+                             train_loop)
 from sppd.train.objectives import ObjectiveSpec, get_objective, pair_logps
 from sppd.train.ref_cache import RefLogps, cache_key, cached_ref_logps
 
@@ -53,6 +55,16 @@ def resolve_paths(cfg: RunConfig, spec: ObjectiveSpec) -> TrainPaths:
     init = Path(t.init) if t.init else Path(common.policy_path(cfg))
     ref = Path(t.ref) if t.ref else init
     return TrainPaths(data, init, ref, common.stage_dir(cfg, f"train-{spec.name}", t.out))
+
+
+def fingerprint(cfg: RunConfig, spec: ObjectiveSpec, paths: TrainPaths) -> Fingerprint:
+    """What the trained model depends on: the train settings (logging, checkpointing, trackers and
+    gradient checkpointing change no weight), tokenization (prompt, delimiter), and the data,
+    init and reference folders by their own fingerprints."""
+    inputs = {"data": paths.data, "init": paths.init, **({"ref": paths.ref} if spec.needs_ref else {})}
+    exclude = ["train.out", "train.data", "train.init", "train.ref", "train.trackers", "train.log_every",
+               "train.save_every", "train.gradient_checkpointing"]
+    return Fingerprint.of("train", cfg, ["train", "prompt", "step.delimiter", "step.custom"], exclude, inputs)
 
 
 def resolve_mixed_precision(value: str, device: torch.device) -> str:
@@ -159,14 +171,15 @@ def reference_logps(acc, cfg: RunConfig, spec: ObjectiveSpec, paths: TrainPaths,
     )
 
 
-def _finish(acc, model, tokenizer, paths: TrainPaths, summary: dict) -> None:
+def _finish(acc, model, tokenizer, paths: TrainPaths, summary: dict, fp: Fingerprint) -> None:
     """Final model, summary, manifest; then drop the checkpoints the final model supersedes
     (with Adam states they are ~3x the model's size)."""
     save_final_model(acc, model, tokenizer, paths.out.path, _declared_dtype(paths.init))
     if acc.is_main_process:
         atomic_write_json(paths.out.path / "train_summary.json", summary)
         paths.out.write_manifest("train", counts=summary, inputs={
-            "objective": summary["objective"], "data": summary["data"], "init": summary["init"], "ref": summary["ref"]})
+            "objective": summary["objective"], "data": summary["data"], "init": summary["init"], "ref": summary["ref"]},
+            **fp.manifest_fields())
         shutil.rmtree(paths.out.path / CHECKPOINTS, ignore_errors=True)
         print(format_summary(summary))
     acc.wait_for_everyone()
@@ -181,7 +194,9 @@ def main(cfg: RunConfig, stop_after: int | None = None) -> dict:
     t = cfg.train
     spec = get_objective(t.objective)
     paths = resolve_paths(cfg, spec)
-    if paths.out.is_complete():
+    fp = fingerprint(cfg, spec, paths)
+    # only checkpoints are resumed from: a folder without them is trained afresh, mixing nothing
+    if reuse(paths.out, fp, paths.out.is_complete(), has_work=latest_checkpoint(paths.out.path) is not None):
         print(f"train: {paths.out.path} is complete; nothing to do.")
         return paths.out.read_manifest()["counts"]
     _set_cpu_threads(cfg, resolve_device(cfg.model.device))
@@ -215,7 +230,7 @@ def main(cfg: RunConfig, stop_after: int | None = None) -> dict:
     if t.trackers:
         acc.end_training()
     if summary["complete"]:
-        _finish(acc, model, tokenizer, paths, summary)
+        _finish(acc, model, tokenizer, paths, summary, fp)
     return summary
 
 

@@ -50,6 +50,7 @@ class ToyWorldConfig:
     ops: str = OPS  # operators questions may use: a non-empty subset of "+-*"
     max_factors: int = 2  # most factors per product term; 2 forbids a*b*c (2-digit x 1-digit is slow to learn)
     test_fraction: float = 0.1  # share of the question space held out as the test split (by hash)
+    val_fraction: float = 0.05  # share held out as the validation split (by hash; model selection)
     corrupt_hard_rate: float = 0.6  # P(corpus solution errs at a hard step | no error yet)
     corrupt_easy_rate: float = 0.02  # P(corpus solution errs at any other step | no error yet)
     hard_product_min: int = 30  # a product >= this is hard; its slip: tens digit +1 (c+10)
@@ -68,6 +69,8 @@ class ToyWorldConfig:
             raise ValueError(f"max_factors must be >= 2, got {self.max_factors}")
         if not 0.0 < self.test_fraction < 1.0:
             raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
+        if not 0.0 <= self.val_fraction < 1.0 - self.test_fraction:
+            raise ValueError(f"val_fraction must be in [0, 1 - test_fraction), got {self.val_fraction}")
         for name in ("corrupt_hard_rate", "corrupt_easy_rate"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
@@ -244,14 +247,21 @@ def corpus_text(question: str, cfg: ToyWorldConfig, rng: random.Random) -> tuple
 
 # --- problem generation ----------------------------------------------------------------------
 
-Split = Literal["train", "test"]
+Split = Literal["train", "val", "test"]
 
 
 def split_of(question: str, cfg: ToyWorldConfig) -> Split:
-    """The split a question belongs to, fixed by a hash of its text for any n and seed."""
+    """The split a question belongs to, fixed by a hash of its text for any n and seed.
+
+    Three disjoint parts of the question space: ``test`` (reported results), ``val`` (choosing
+    hyperparameters and models without looking at test) and ``train`` (the pretraining corpus
+    and the self-training prompts), so no run can leak one into another by drawing seeds.
+    """
     digest = hashlib.sha256(question.encode("utf-8")).digest()
     bucket = int.from_bytes(digest[:8], "big") / 2.0**64
-    return "test" if bucket < cfg.test_fraction else "train"
+    if bucket < cfg.test_fraction:
+        return "test"
+    return "val" if bucket < cfg.test_fraction + cfg.val_fraction else "train"
 
 
 def random_question(cfg: ToyWorldConfig, rng: random.Random) -> str:
@@ -270,8 +280,8 @@ def random_question(cfg: ToyWorldConfig, rng: random.Random) -> str:
 
 def sample_questions(cfg: ToyWorldConfig, split: Split, n: int, seed: int, unique: bool) -> list[str]:
     """``n`` questions of ``split`` drawn with ``random.Random(seed)``; distinct if ``unique``."""
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    if split not in ("train", "val", "test"):
+        raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
     # Mix the split into the seed so the two splits are not drawn from one stream.
     rng = random.Random(f"toy-{split}-{seed}")
     questions: list[str] = []
