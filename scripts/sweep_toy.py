@@ -33,6 +33,7 @@ def main() -> None:
     ap.add_argument("--lrs", type=float, nargs="+", required=True)
     ap.add_argument("--epochs", type=int, nargs="+", default=[1])
     ap.add_argument("--val-problems", type=int, default=400)
+    ap.add_argument("--tag", default="", help="added to the output folder names (e.g. which data)")
     ap.add_argument("--extra", nargs="*", default=[], help="more config overrides, e.g. pipeline.step_dpo.gamma=2")
     args = ap.parse_args()
 
@@ -56,7 +57,7 @@ def main() -> None:
     rows = [{"setting": "start (no training)", "val_greedy": val_acc(init, f"start-{Path(init).name}")}]
     for lr in args.lrs:
         for epochs in args.epochs:
-            name = f"{args.stage}-lr{lr:g}-ep{epochs}" + "".join(f"-{x}" for x in args.extra).replace("/", "_")
+            name = f"{args.stage}{'-' + args.tag if args.tag else ''}-lr{lr:g}-ep{epochs}" + "".join(f"-{x}" for x in args.extra).replace("/", "_")
             t = dataclasses.replace(base, lr=lr, epochs=epochs, init=init, ref=init, data=data,
                                     out=str(root / "sweep" / name), seed=cfg.seed)
             summary = train.main(dataclasses.replace(cfg, train=t))
