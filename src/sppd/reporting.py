@@ -145,6 +145,8 @@ def write_report(cfg: RunConfig, runs: list[dict]) -> Path:
         chain = [r for r in MAIN_ROWS if r in first["evals"]] + stage_rows
         start = "+DPO-PRM" if "+DPO-PRM" in first["evals"] else "Base"  # Instruct recipes skip SFT/DPO
         rows = [(r, chain[i - 1] if i else None) for i, r in enumerate(chain)]
+        # Stage 2 continues from the model it resampled with (pipeline.stage2_init), not always +SPPD
+        rows = [(r, first.get("stage2_from", p) if r == "+SPPD-Stage2" else p) for r, p in rows]
         rows += [(r, "Base") for r in first["evals"] if r.startswith("Control")]
         out += [f"## Table 1 analogue — {bench}", "", table(runs, rows, bench, n), ""]
         out += ["Verdicts:",

@@ -57,6 +57,7 @@ class Pipeline:
         self.val: dict[str, float] = {}  # row -> greedy accuracy on pipeline.val_benchmark
         self.skipped: list[str] = []
         self.notes: list[str] = []
+        self.stage2_from = "+SPPD"  # the Stage-1 row Stage 2 resamples with (stage2_start)
 
     # -- stage wrappers ------------------------------------------------------------------
     def sample(self, stage: str, model: str) -> Path:
@@ -132,9 +133,11 @@ class Pipeline:
 
             raise ConfigError(f"config key 'pipeline.stage2_init': {p.stage2_init!r} is not sppd or best_val")
         if p.stage2_init == "sppd" or not p.val_benchmark:
+            self.stage2_from = chain[-1][0]
             return chain[-1][1]
         scored = [(self.validate(row, model), -i, row, model) for i, (row, model) in enumerate(chain)]
         acc, _, row, model = max(scored)  # ties go to the earlier (less trained) model
+        self.stage2_from = row
         self.notes.append(f"Stage 2 starts from {row} (best greedy accuracy on {p.val_benchmark}: "
                           f"{100 * acc:.1f}%; " + ", ".join(f"{r} {100 * a:.1f}%" for a, _, r, _ in scored) + ")")
         return model
@@ -208,7 +211,7 @@ class Pipeline:
 
     def summary(self) -> dict:
         return {"evals": self.evals, "models": self.models, "timings": self.timer.times, "skipped": self.skipped,
-                "val": self.val, "notes": self.notes}
+                "val": self.val, "notes": self.notes, "stage2_from": self.stage2_from}
 
 
 def mean_value_gap(pairs: Path) -> float:
