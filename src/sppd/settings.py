@@ -238,6 +238,13 @@ def _train(objective: Objective, optimizer: OptimizerName, lr: float) -> TrainCo
     return TrainConfig(objective=objective, optimizer=optimizer, lr=lr)
 
 
+class Stage2Init(StrEnum):
+    """The model Stage 2 resamples trees with (paper §6.2: "the best model trained in the first stage")."""
+
+    BEST_VAL = "best_val"  # the Stage-1 model with the best greedy accuracy on pipeline.val_benchmark
+    SPPD = "sppd"  # the Stage-1 SPPD model (also the fallback when no val_benchmark is set)
+
+
 @dataclass
 class PipelineConfig:
     stages: int = 2  # self-training stages (Stage 2 resamples with the Stage-1 SPPD model)
@@ -253,7 +260,7 @@ class PipelineConfig:
     seeds: int = 1  # repeat the whole pipeline with seeds seed..seed+N-1 and report mean and std
     val_benchmark: str = ""  # held-out set for model selection, greedy only (toy: toy-val; "" = none)
     val_problems: int = 400  # problems of val_benchmark
-    stage2_init: str = "best_val"  # Stage 2 starts from: sppd (the paper) | best_val (best Stage-1 model on val)
+    stage2_init: Stage2Init = Stage2Init.BEST_VAL  # the model Stage 2 resamples with
 
 
 @dataclass

@@ -57,3 +57,22 @@ def test_seed_runs_show_mean_and_std():
     runs = [_run({"Base": 0.5}), _run({"Base": 0.6})]
     md = table(runs, [("Base", None)], "toy", 8)
     assert "55.0 ± 7.1" in md
+
+
+def test_stage2_start_is_the_best_on_validation_ties_to_the_earlier(tmp_path, monkeypatch):
+    """Selection logic only: the validation accuracies are given (validate is replaced)."""
+    import pytest
+
+    from sppd.config import ConfigError
+    from sppd.settings import Stage2Init
+
+    pl = pipeline.Pipeline(load_run_config("toy-tiny", [f"run_dir={tmp_path}", "pipeline.val_benchmark=toy-val"]))
+    accs = {"Base": 0.5, "SFT-PRM": 0.8, "+DPO-PRM": 0.8, "+SPPD": 0.7}
+    monkeypatch.setattr(pl, "validate", lambda row, model: accs[row])
+    chain = [(row, f"model-{row}") for row in accs]
+    assert pl.stage2_start(chain) == "model-SFT-PRM" and pl.stage2_from == "SFT-PRM"
+    assert pl.notes[-1].startswith("Stage 2 starts from SFT-PRM (best greedy accuracy on toy-val: 80.0%")
+    pl.cfg.pipeline.stage2_init = Stage2Init.SPPD  # the Stage-1 SPPD model
+    assert pl.stage2_start(chain) == "model-+SPPD" and pl.stage2_from == "+SPPD"
+    with pytest.raises(ConfigError, match="pipeline.stage2_init"):
+        load_run_config("toy-tiny", ["pipeline.stage2_init=latest"])

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from sppd.io import StageDir, atomic_write_json
 from sppd.records import SFTExample, StepPair
-from sppd.settings import MarginName, Objective, RunConfig, TrainConfig
+from sppd.settings import MarginName, Objective, RunConfig, Stage2Init, TrainConfig
 from sppd.stages import common
 
 
@@ -128,11 +128,7 @@ class Pipeline:
     def stage2_start(self, chain: list[tuple[str, str]]) -> str:
         """The model Stage 2 resamples with: the SPPD model, or the best Stage-1 model on validation."""
         p = self.cfg.pipeline
-        if p.stage2_init not in ("sppd", "best_val"):
-            from sppd.config import ConfigError
-
-            raise ConfigError(f"config key 'pipeline.stage2_init': {p.stage2_init!r} is not sppd or best_val")
-        if p.stage2_init == "sppd" or not p.val_benchmark:
+        if p.stage2_init == Stage2Init.SPPD or not p.val_benchmark:
             self.stage2_from = chain[-1][0]
             return chain[-1][1]
         scored = [(self.validate(row, model), -i, row, model) for i, (row, model) in enumerate(chain)]
