@@ -19,6 +19,7 @@ import torch
 
 from sppd.losses import (
     MarginMode,
+    chosen_nll,
     preference_loss,
     sequence_logps,
     sft_nll,
@@ -272,3 +273,10 @@ def test_zero_margin_equals_trl_sigmoid_dpo():
     # ...and a non-zero margin does differ from TRL (the comparison can fail).
     shifted = preference_loss(chosen, rejected, ref_chosen, ref_rejected, beta=0.3, margin=zero + 0.1).losses
     assert (shifted - expected).abs().min() > 1e-3
+
+
+def test_chosen_nll_by_hand():
+    # -log pi(y_w) / |y_w|: (-(-6) / 3, -(-2) / 4)
+    assert chosen_nll(torch.tensor([-6.0, -2.0]), torch.tensor([3.0, 4.0])).tolist() == [2.0, 0.5]
+    with pytest.raises(ValueError, match="at least one token"):
+        chosen_nll(torch.tensor([-1.0]), torch.tensor([0.0]))

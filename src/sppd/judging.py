@@ -18,6 +18,24 @@ def toy_judge(items: Sequence[tuple[Problem, str]]) -> list[tuple[str | None, bo
     return [(extract_answer(text), check_answer(problem.gold, text)) for problem, text in items]
 
 
+def toy_process_judge(items: Sequence[tuple[Problem, str]]) -> list[tuple[str | None, bool]]:
+    """Right only when the answer is right AND every line is a right step (the exact checker).
+
+    The toy policy sometimes reaches the gold answer through two compensating errors
+    ("8*6=58", then "58-7=41"); an outcome judge calls that right. As the judge of Monte-Carlo
+    values (``score.mc_judge: process``) this makes them estimate the chance of a fully right
+    solution, the quantity a process reward model stands in for, so such steps get value 0.
+    """
+    from sppd.toy.checker import check_answer, check_steps, extract_answer
+
+    out = []
+    for problem, text in items:
+        lines = [line for line in text.split("\n") if line.strip()]
+        ok = check_answer(problem.gold, text) and bool(lines) and all(check_steps(problem.question, lines))
+        out.append((extract_answer(text), ok))
+    return out
+
+
 class MathJudge:
     """Extract the last boxed/stated answer and grade it against the gold with math-verify."""
 

@@ -146,6 +146,18 @@ class PreferenceLossOutput:
     margins: torch.Tensor  # chosen_rewards − rejected_rewards (= β·h, before the value margin)
 
 
+def chosen_nll(policy_chosen_logps: torch.Tensor, chosen_lens: torch.Tensor) -> torch.Tensor:
+    """(B,) per-token NLL of each chosen continuation: ``−log π(y_w) / |y_w|``.
+
+    The optional ``train.chosen_nll_weight`` term (Pang et al. 2024, "Iterative Reasoning
+    Preference Optimization"; not in the SPPD paper): DPO can lower the chosen continuation's
+    likelihood along with the rejected one, and this term holds it up.
+    """
+    if torch.any(chosen_lens <= 0):
+        raise ValueError("chosen_nll: every chosen continuation needs at least one token")
+    return -policy_chosen_logps / chosen_lens.to(policy_chosen_logps.dtype)
+
+
 def preference_loss(
     policy_chosen_logps: torch.Tensor,
     policy_rejected_logps: torch.Tensor,

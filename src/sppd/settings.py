@@ -111,6 +111,13 @@ class RolloutNodes(StrEnum):
     ALL = "all"  # every non-terminal node
 
 
+class MCJudge(StrEnum):
+    """What counts as a correct completion in Monte-Carlo values."""
+
+    OUTCOME = "outcome"  # the final answer is right (Math-Shepherd; works for any problem)
+    PROCESS = "process"  # the answer and every step are right (toy world only: needs the exact step checker)
+
+
 @dataclass
 class ScoreConfig:
     scorer: str = "toy"  # PRM registry name: toy | mc | oracle | skywork | qwen25-math-prm | math-shepherd | rlhflow
@@ -120,6 +127,7 @@ class ScoreConfig:
     mc_min_paths: int = 0  # extra rollouts from nodes resting on fewer complete paths (0 = none)
     mc_rollouts: int = 0  # extra whole-completion rollouts from each mc_rollout_nodes node (0 = none)
     mc_rollout_nodes: RolloutNodes = RolloutNodes.BRANCHING  # which nodes get mc_rollouts
+    mc_judge: MCJudge = MCJudge.OUTCOME  # correct completion for MC values: outcome | process (toy)
     mc_policy: str = ""  # model that rolls out ("" = the model that sampled the trees, from their manifest)
     trees: str = ""  # input trees (default: <run_dir>/trees)
     out: str = ""  # output folder (default: <run_dir>/scored)
@@ -204,6 +212,7 @@ class TrainConfig:
     gamma: float = 1.0  # dynamic margin scale (paper sweeps 0.1..5)
     fixed_margin: float = 0.0  # margin when margin=fixed
     label_smoothing: float = 0.0  # conservative DPO smoothing
+    chosen_nll_weight: float = 0.0  # dpo/step_dpo: + w * per-token NLL of the chosen side (RPO; 0 = the paper)
     max_length: int = 1024  # longest prompt+completion in tokens
     overlong: OverlongRule = OverlongRule.DROP  # what to do with longer examples
     prefix_sharing: bool = True  # step pairs: prefix once, chosen and rejected side by side

@@ -125,3 +125,19 @@ def test_batched_rollouts_share_one_engine_call_per_count_across_trees():
     assert values[1] == values[0]
     with pytest.raises(ValueError, match="2 trees but 1 rollout plans"):
         rollout_counts_batch([t1, t2], plans[:1], engine, judge, GenerationParams(max_new_tokens=9, stop=None), 0)
+
+
+def test_process_judge_gives_compensating_errors_value_zero():
+    """Outcome MC rewards reaching the gold answer through two errors; process MC does not."""
+    from sppd.judging import toy_process_judge
+
+    spec = [(-1, "Step 1: 8*6=48, 48-7", False, None), (0, "Step 2: 48-7=41", False, None),
+            (1, "The answer is \\boxed{41}", True, True),
+            (-1, "Step 1: 8*6=58, 58-7", False, None), (3, "Step 2: 58-7=41", False, None),  # 58-7 is 51
+            (4, "The answer is \\boxed{41}", True, True)]
+    outcome = MCScorer().score_tree(hand_tree(spec, question="8*6-7", gold="41"))
+    process = MCScorer(leaf_judge=toy_process_judge).score_tree(hand_tree(spec, question="8*6-7", gold="41"))
+    assert outcome == [1.0] * 6
+    assert process == [1.0, 1.0, 1.0, 0.0, 0.0, 0.0]
+    assert toy_process_judge([(hand_tree(spec, question="8*6-7", gold="41").problem,
+                               "Step 1: 8*6=48, 48-7\nStep 2: 48-7=41\nThe answer is \\boxed{42}")]) == [("42", False)]

@@ -192,3 +192,18 @@ def test_mc_rollouts_from_the_sampling_policy_give_graded_values(tmp_path, tiny_
             rolled += extra > 0
     assert rolled > 0
     assert StageDir(tmp_path / "scored").read_manifest()["inputs"]["mc_rollouts"] == 3
+
+
+def test_process_judge_needs_the_toy_world(tmp_path):
+    write_trees(tmp_path)
+    cfg = config(tmp_path, scorer="mc")
+    cfg.score.mc_judge = "process"
+    cfg.problems.source = "gsm8k"
+    with pytest.raises(ConfigError, match="score.mc_judge"):
+        score.main(cfg)
+    cfg.problems.source = "toy"
+    score.main(cfg)
+    trees = load_scored(tmp_path / "scored")
+    # node 4 "Step 1: 3*4=13" is a wrong step: every path below it is wrong either way
+    assert all(t.nodes[4].value == 0.0 and t.nodes[0].value == 0.5 for t in trees)
+    assert StageDir(tmp_path / "scored").read_manifest()["inputs"]["mc_judge"] == "process"

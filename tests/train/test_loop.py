@@ -122,6 +122,23 @@ def test_first_step_loss_is_the_hand_derived_margin_loss(tmp_path, tiny_policy_d
     assert losses["none"] == pytest.approx(math.log(2.0), abs=1e-5)
 
 
+@pytest.mark.parametrize("objective", ["dpo", "step_dpo"])
+def test_chosen_nll_term_adds_weight_times_per_token_nll(tmp_path, tiny_policy_dir, objective):
+    """loss = preference loss + w * (-log pi(y_w) / |y_w|), averaged over pairs; at step 1 the
+    preference part is the same as without the term, and the logged NLL matches the pairs'
+    summed chosen log-probs divided by their token counts (recomputed here from the metrics)."""
+    runs = {}
+    for w in (0.0, 0.5):
+        cfg = make_run_config(tmp_path, objective, tiny_policy_dir, name=f"{objective}-{w}", batch_size=8,
+                              max_steps=1, chosen_nll_weight=w)
+        main(cfg)
+        runs[w] = metrics(tmp_path / f"{objective}-{w}" / f"train-{objective}")[0]
+    assert "chosen_nll" not in runs[0.0] and runs[0.5]["chosen_nll"] > 0
+    assert runs[0.5]["loss"] == pytest.approx(runs[0.0]["loss"] + 0.5 * runs[0.5]["chosen_nll"], abs=1e-5)
+    assert runs[0.5]["logps/chosen"] == pytest.approx(runs[0.0]["logps/chosen"], abs=1e-5)
+    assert runs[0.5]["chosen_nll"] < -runs[0.5]["logps/chosen"]  # per token < summed over >= 1 token
+
+
 def test_reference_cache_is_reused_and_keyed_by_tokenization(tmp_path, tiny_policy_dir, monkeypatch):
     import sppd.stages.train as stage
 

@@ -98,6 +98,7 @@ class PairBatch:
     chosen_values: torch.Tensor
     rejected_values: torch.Tensor
     n_tokens: int
+    chosen_lens: torch.Tensor | None = None  # (B,) chosen completion tokens (the NLL term's normaliser)
     rows: PairRows | None = None
     packed: PackedPairBatch | None = None
     ref_chosen_logps: torch.Tensor | None = None
@@ -132,6 +133,7 @@ def collate_pairs(examples: list[PairTokens], pad_id: int, prefix_sharing: bool)
         chosen_values=torch.tensor([e.chosen_value for e in examples], dtype=torch.float32),
         rejected_values=torch.tensor([e.rejected_value for e in examples], dtype=torch.float32),
         n_tokens=sum(e.n_tokens for e in examples),
+        chosen_lens=torch.tensor([len(e.chosen_ids) for e in examples], dtype=torch.float32),
     )
     if prefix_sharing:
         packed = pack_pairs([e.prompt_ids for e in examples], [e.chosen_ids for e in examples],

@@ -31,8 +31,11 @@ from sppd.settings import RolloutNodes
 RolloutCounts = dict[int, tuple[int, int]]
 
 
-def subtree_path_counts(tree: Tree) -> tuple[list[int], list[int]]:
-    """``(paths, correct)`` per node: terminal nodes in its subtree and the correct ones."""
+def subtree_path_counts(tree: Tree, leaf_correct: dict[int, bool] | None = None) -> tuple[list[int], list[int]]:
+    """``(paths, correct)`` per node: terminal nodes in its subtree and the correct ones.
+
+    ``leaf_correct`` overrides a terminal node's ``correct`` (e.g. a process judge's verdict).
+    """
     paths = [0] * len(tree.nodes)
     correct = [0] * len(tree.nodes)
     # Children are created after their parents, so a reverse sweep sees every child first.
@@ -42,20 +45,22 @@ def subtree_path_counts(tree: Tree) -> tuple[list[int], list[int]]:
                              "created after it; trees must list parents before children")
         if node.terminal:
             paths[node.id] += 1
-            correct[node.id] += int(bool(node.correct))
+            ok = node.correct if leaf_correct is None else leaf_correct.get(node.id, node.correct)
+            correct[node.id] += int(bool(ok))
         if node.parent >= 0:
             paths[node.parent] += paths[node.id]
             correct[node.parent] += correct[node.id]
     return paths, correct
 
 
-def attach_mc_values(tree: Tree, rollouts: RolloutCounts | None = None) -> None:
+def attach_mc_values(tree: Tree, rollouts: RolloutCounts | None = None,
+                     leaf_correct: dict[int, bool] | None = None) -> None:
     """Set ``mc_value`` and ``mc_count`` of every node (in place); see the module docstring.
 
     ``rollouts`` adds extra complete paths per node (from ``rollout_counts``); a rollout from
     node n is also a continuation of every ancestor of n, so it counts there too.
     """
-    paths, correct = subtree_path_counts(tree)
+    paths, correct = subtree_path_counts(tree, leaf_correct)
     for node_id, (n_extra, n_correct) in (rollouts or {}).items():
         for k in tree.path_to(node_id):
             paths[k] += n_extra
@@ -165,6 +170,7 @@ class MCScorer:
     params: GenerationParams | None = None
     delimiter: str = "\n"
     seed: int = 0
+    leaf_judge: AnswerJudge | None = None  # re-judges complete paths (e.g. toy_process_judge); None = node.correct
     name: str = field(default="mc", init=False)
 
     def score(self, items: Sequence[PRMInput]) -> list[list[float]]:
@@ -183,8 +189,16 @@ class MCScorer:
             rollouts = rollout_counts_batch(trees, plans, self.engine, self.judge, self.params, self.seed,
                                             self.delimiter)
         for tree, counts in zip(trees, rollouts):
-            attach_mc_values(tree, counts)
+            attach_mc_values(tree, counts, self.rejudge_leaves(tree))
         return [[node.mc_value for node in tree.nodes] for tree in trees]
+
+    def rejudge_leaves(self, tree: Tree) -> dict[int, bool] | None:
+        """Terminal node id -> the ``leaf_judge``'s verdict on its whole path (None without one)."""
+        if self.leaf_judge is None:
+            return None
+        leaves = [k for k in tree.leaves() if tree.nodes[k].correct is not None]
+        verdicts = self.leaf_judge([(tree.problem, self.delimiter.join(path_steps(tree, k))) for k in leaves])
+        return {k: bool(ok) for k, (_, ok) in zip(leaves, verdicts)}
 
     def score_tree(self, tree: Tree) -> list[float | None]:
         """One tree's ``score_trees``."""

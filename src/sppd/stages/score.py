@@ -67,10 +67,17 @@ def rollout_policy(cfg: RunConfig, trees_dir: Path | None = None) -> Path:
 
 def build_mc(cfg: RunConfig, trees_dir: Path | None = None) -> MCScorer:
     """The MC scorer; with ``score.mc_min_paths`` or ``score.mc_rollouts`` it rolls out with the policy."""
+    from sppd.judging import build_judge, toy_process_judge
+    from sppd.settings import MCJudge
+
     s = cfg.score
+    process = s.mc_judge == MCJudge.PROCESS
+    if process and cfg.problems.source != "toy":
+        raise ConfigError("config key 'score.mc_judge': 'process' needs the exact step checker, which only the "
+                          f"toy world has (problems.source is {cfg.problems.source!r}); use 'outcome'")
+    leaf_judge = toy_process_judge if process else None
     if s.mc_min_paths <= 0 and s.mc_rollouts <= 0:
-        return MCScorer()
-    from sppd.judging import build_judge
+        return MCScorer(leaf_judge=leaf_judge, delimiter=cfg.step.delimiter_text())
     from sppd.modeling import load_policy
     from sppd.sampling.engine import GenerationParams, build_engine
 
@@ -80,8 +87,8 @@ def build_mc(cfg: RunConfig, trees_dir: Path | None = None) -> MCScorer:
     params = GenerationParams(max_new_tokens=cfg.sample.max_total_tokens, temperature=cfg.sample.temperature,
                               top_p=cfg.sample.top_p, stop=None)
     return MCScorer(min_paths=s.mc_min_paths, per_node=s.mc_rollouts, nodes=s.mc_rollout_nodes, engine=engine,
-                    judge=build_judge(cfg.problems.source), params=params, delimiter=cfg.step.delimiter_text(),
-                    seed=cfg.seed)
+                    judge=leaf_judge or build_judge(cfg.problems.source), params=params,
+                    delimiter=cfg.step.delimiter_text(), seed=cfg.seed, leaf_judge=leaf_judge)
 
 
 def read_trees(path: Path) -> list[Tree]:
@@ -176,7 +183,8 @@ def main(cfg: RunConfig, out_dir: str = "") -> dict:
             "trees": str(src.path), "shards": [p.name for p in inputs], "scorer": cfg.score.scorer,
             "prm_path": cfg.score.prm_path, "packing": str(cfg.score.packing),
             "mc_min_paths": cfg.score.mc_min_paths, "mc_rollouts": cfg.score.mc_rollouts,
-            "mc_rollout_nodes": str(cfg.score.mc_rollout_nodes)}, **fp.manifest_fields())
+            "mc_rollout_nodes": str(cfg.score.mc_rollout_nodes), "mc_judge": str(cfg.score.mc_judge)},
+            **fp.manifest_fields())
     print(format_summary(summary, out.path))
     return summary
 

@@ -23,7 +23,7 @@ import torch
 
 from sppd.data.collate import PairBatch, SFTBatch, collate_pairs, collate_sft
 from sppd.data.tokenize import tokenize_preference_pairs, tokenize_sft, tokenize_step_pairs
-from sppd.losses import MarginMode, preference_loss, sequence_logps, sft_nll, step_margin
+from sppd.losses import MarginMode, chosen_nll, preference_loss, sequence_logps, sft_nll, step_margin
 from sppd.records import PreferencePair, SFTExample, StepPair
 from sppd.settings import Objective, TrainConfig
 from sppd.train.prefix_sharing import packed_pair_logps
@@ -86,7 +86,12 @@ def _preference_output(model, batch: PairBatch, cfg: TrainConfig, margin: torch.
     }
     if margin is not None:
         metrics["value_margin"] = margin.detach().sum()
-    return ObjectiveOutput(loss_sum=out.losses.sum(), metric_sums=metrics)
+    losses = out.losses
+    if cfg.chosen_nll_weight:
+        nll = chosen_nll(chosen_logps, batch.chosen_lens.to(chosen_logps.device))
+        metrics["chosen_nll"] = nll.detach().sum()
+        losses = losses + cfg.chosen_nll_weight * nll
+    return ObjectiveOutput(loss_sum=losses.sum(), metric_sums=metrics)
 
 
 def dpo_loss(model, batch: PairBatch, cfg: TrainConfig) -> ObjectiveOutput:
