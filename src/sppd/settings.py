@@ -159,6 +159,7 @@ class BuildConfig:
     trees: str = ""  # scored trees folder (default: <run_dir>/scored)
     out: str = ""  # output folder (default: <run_dir>/data)
     step_gap: float = 0.5  # keep a step pair only when V(s_w) - V(s_l) exceeds this
+    chosen_min_value: float | None = None  # SFT/DPO: keep tau_+ only when its lowest step value exceeds this (None = all)
     step_pair_mode: StepPairMode = StepPairMode.THRESHOLD  # which sibling pairs to keep
     pairs_per_parent: int = 1  # most pairs per branching node (best vs worst first)
     require_complete_subtree: bool = False  # drop steps under which no complete path exists

@@ -41,6 +41,17 @@ def test_sft_picks_correct_path_with_highest_min_value():
     assert counts == Counter(problems=1, kept=1, paths=4, correct_paths=2, wrong_paths=2)
 
 
+def test_chosen_min_value_rejects_tau_plus_with_a_low_step():
+    # tree_a's tau_+ has min value .75: kept above a .7 floor, dropped at .75 (not strictly above)
+    assert build_sft(tree_a(), min_value=0.7).id == "p0/sft/2"
+    counts = Counter()
+    assert build_sft(tree_a(), counts, min_value=0.75) is None
+    assert counts["chosen_below_min_value"] == 1 and counts["kept"] == 0
+    dpo_counts = Counter()
+    assert build_dpo(tree_a(), dpo_counts, min_value=0.75) is None and dpo_counts["chosen_below_min_value"] == 1
+    assert build_dpo(tree_a(), min_value=0.0) is not None
+
+
 def test_sft_joins_with_the_given_delimiter():
     assert build_sft(tree_a(), delimiter="\n\n").completion == "A1\n\nA1B1\n\nA1B1C1 \\boxed{7}"
 

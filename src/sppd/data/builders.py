@@ -119,13 +119,21 @@ def _path_meta(path: ScoredPath) -> dict:
     return {"leaf": path.leaf, "values": list(path.values), "mean_value": path.mean_value, "answer": path.answer}
 
 
-def build_sft(tree: Tree, counts: Counter | None = None, delimiter: str = "\n") -> SFTExample | None:
-    """SFT-PRM example (tau_+ of §4.3), or None when the tree has no usable correct path."""
+def build_sft(tree: Tree, counts: Counter | None = None, delimiter: str = "\n",
+              min_value: float | None = None) -> SFTExample | None:
+    """SFT-PRM example (tau_+ of §4.3), or None when the tree has no usable correct path.
+
+    ``min_value``: keep tau_+ only when its lowest step value exceeds it (PRM rejection: a right
+    answer reached through a step the PRM calls wrong is not a solution to imitate).
+    """
     counts = counts if counts is not None else Counter()
     counts["problems"] += 1
     best = best_correct_path(scored_paths(tree, counts))
     if best is None:
         counts["no_correct_path"] += 1
+        return None
+    if min_value is not None and best.min_value <= min_value + GAP_EPS:
+        counts["chosen_below_min_value"] += 1
         return None
     counts["kept"] += 1
     pid = tree.problem.id
@@ -136,10 +144,12 @@ def build_sft(tree: Tree, counts: Counter | None = None, delimiter: str = "\n") 
     )
 
 
-def build_dpo(tree: Tree, counts: Counter | None = None, delimiter: str = "\n") -> PreferencePair | None:
+def build_dpo(tree: Tree, counts: Counter | None = None, delimiter: str = "\n",
+              min_value: float | None = None) -> PreferencePair | None:
     """DPO-PRM pair (chosen tau_+, rejected tau_- of §4.3), or None when a side is missing.
 
-    ``chosen_value``/``rejected_value`` are the two paths' minimum step values.
+    ``chosen_value``/``rejected_value`` are the two paths' minimum step values; ``min_value`` as
+    in :func:`build_sft` applies to the chosen side.
     """
     counts = counts if counts is not None else Counter()
     counts["problems"] += 1
@@ -147,6 +157,9 @@ def build_dpo(tree: Tree, counts: Counter | None = None, delimiter: str = "\n") 
     chosen, rejected = best_correct_path(paths), worst_wrong_path(paths)
     if chosen is None:
         counts["no_correct_path"] += 1
+        return None
+    if min_value is not None and chosen.min_value <= min_value + GAP_EPS:
+        counts["chosen_below_min_value"] += 1
         return None
     if rejected is None:
         counts["no_wrong_path"] += 1
