@@ -156,18 +156,22 @@ def write_report(cfg: RunConfig, runs: list[dict]) -> Path:
                 *[verdict(runs, r, p, bench, r) for r, p in rows if r.startswith("+SPPD-Stage")],
                 *[verdict(runs, "+SPPD", r, bench, "self-training vs the same compute of pretraining") for r, _ in rows if r.startswith("Control")],
                 ""]
-        abl = [("+SPPD", start), ("ablation/fixed margin", start), ("ablation/no margin", start)]
+        dyn = "ablation/dynamic margin" if "ablation/dynamic margin" in first["evals"] else "+SPPD"
+        na = cfg.pipeline.ablation_eval_samples or n  # the N every ablation row was evaluated with
+        base = "ablation/start" if "ablation/start" in first["evals"] else start  # start, at N=na
+        abl = [(dyn, base), ("ablation/fixed margin", base), ("ablation/no margin", base)]
         out += [f"## Table 4 analogue — margin ablation from DPO-PRM ({bench})", "",
                 f"Dynamic: γ={cfg.pipeline.step_dpo.gamma:g}·(V(s_w)−V(s_l)); fixed: the mean of that margin over the "
-                f"same pairs; none: plain Step-DPO. Δ is against {start}, the common starting point.", "",
-                table(runs, abl, bench, n, METHODS[:2]), "",
-                verdict(runs, "+SPPD", "ablation/fixed margin", bench, "dynamic vs fixed margin"),
+                f"same pairs; none: plain Step-DPO. Δ is against {start}, the common starting point. All rows "
+                f"(and {start} for the Δ) evaluated with N={na}.", "",
+                table(runs, abl, bench, na, METHODS[:2]), "",
+                verdict(runs, dyn, "ablation/fixed margin", bench, "dynamic vs fixed margin"),
                 verdict(runs, "ablation/fixed margin", "ablation/no margin", bench, "fixed vs no margin"), ""]
         gamma_png = root / f"figure2_gamma_{bench}.png"
-        if plot_gamma(runs, bench, n, gamma_png):
+        if plot_gamma(runs, bench, na, gamma_png):
             gamma_rows = sorted((r for r in first["evals"] if r.startswith("gamma/")), key=lambda r: float(r.split("/")[1]))
             out += [f"## Figure 2 analogue — accuracy vs γ ({bench})", "", f"![gamma sweep]({gamma_png.name})", "",
-                    table(runs, [(r, start) for r in gamma_rows], bench, n, METHODS[:2]), ""]
+                    table(runs, [(r, base) for r in gamma_rows], bench, na, METHODS[:2]), ""]
     if first.get("val"):
         vb = cfg.pipeline.val_benchmark
         vrows = list(first["val"])

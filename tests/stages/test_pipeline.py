@@ -20,6 +20,8 @@ def test_pipeline_runs_resumes_and_reports(tmp_path, tiny_policy_dir):
     report = Path(first["report"]).read_text()
     assert "## Table 1 analogue — toy" in report and "## Table 4 analogue" in report
     assert "| Base |" in report and "Wall time per step" in report
+    # every ablation row (and the start it is compared with) at one N: pipeline.ablation_eval_samples=4
+    assert "evaluated with N=4." in report and "| Δ Greedy | Δ MAJ@4 |" in report and "| ablation/dynamic margin |" in report
     # Stage 2 starts from the Stage-1 model with the best validation accuracy, and the report says so
     val = first["runs"][0]["val"]
     assert set(val) == {"Base", "SFT-PRM", "+DPO-PRM", "+SPPD"} and all(0 <= a <= 1 for a in val.values())

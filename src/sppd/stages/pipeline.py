@@ -161,7 +161,7 @@ class Pipeline:
             self.evaluate("+DPO-PRM", dpo)
         sppd = self.train("stage1/sppd", p.step_dpo, data / "step_pairs", dpo)
         self.evaluate("+SPPD", sppd)
-        self.ablations(data / "step_pairs", dpo)
+        self.ablations(data / "step_pairs", dpo, sppd)
         if self.toy and p.control:
             self.control(base)
         chain = [("Base", base)] + ([("SFT-PRM", sft), ("+DPO-PRM", dpo)] if p.sentence_level else []) + [("+SPPD", sppd)]
@@ -173,11 +173,20 @@ class Pipeline:
             self.evaluate(f"+SPPD-Stage{stage}", model)
         return self.summary()
 
-    def ablations(self, pairs: Path, dpo: str) -> None:
-        """Table 4 (dynamic vs fixed vs no margin) and Figure 2 (gamma sweep), all from DPO-PRM."""
+    def ablations(self, pairs: Path, dpo: str, sppd: str) -> None:
+        """Table 4 (dynamic vs fixed vs no margin) and Figure 2 (gamma sweep), all from DPO-PRM.
+
+        Every row of both is evaluated with the same N (``ablation_eval_samples``): the SPPD model
+        is evaluated again as ``ablation/dynamic margin`` when that N differs from the main table's,
+        so no MAJ@N column mixes two N.
+        """
         p = self.cfg.pipeline
         n = p.ablation_eval_samples or None
         step = p.step_dpo
+        if not (p.margin_ablation or p.gammas):
+            return
+        self.evaluate("ablation/start", dpo, n)  # the common start, at the same N (the deltas' base)
+        dynamic = self.evaluate("ablation/dynamic margin", sppd, n)
         if p.margin_ablation:
             mean_margin = step.gamma * mean_value_gap(pairs)
             fixed = self.train("stage1/ablate-fixed", step, pairs, dpo, margin=MarginName.FIXED, fixed_margin=round(mean_margin, 6))
@@ -186,7 +195,7 @@ class Pipeline:
             self.evaluate("ablation/no margin", none, n)
         for gamma in p.gammas:
             if gamma == step.gamma and step.margin == MarginName.DYNAMIC:
-                self.evals[f"gamma/{gamma:g}"] = self.evals["+SPPD"]
+                self.evals[f"gamma/{gamma:g}"] = dynamic
                 continue
             model = self.train(f"stage1/gamma-{gamma:g}", step, pairs, dpo, margin=MarginName.DYNAMIC, gamma=gamma)
             self.evaluate(f"gamma/{gamma:g}", model, n)
