@@ -120,13 +120,18 @@ def plot_training(run: dict, path: Path) -> bool:
         return False
     fig, axes = plt.subplots(1, len(curves), figsize=(3.2 * len(curves), 3), squeeze=False)
     for ax, (row, points) in zip(axes[0], curves.items()):
-        ax.plot([m.get("step", i) for i, m in enumerate(points)], [m["loss"] for m in points], label="loss")
-        acc = [m.get("reward_accuracy", m.get("rewards/accuracies")) for m in points]
-        if any(a is not None for a in acc):
-            ax.plot([m.get("step", i) for i, m in enumerate(points)], acc, label="reward acc")
+        steps = [m.get("step", i) for i, m in enumerate(points)]
+        ax.plot(steps, [m["loss"] for m in points], label="loss", color="tab:blue")
+        acc = [m.get("rewards/accuracy") for m in points]
+        if any(a is not None for a in acc):  # preference objectives: reward accuracy on its own 0-1 axis
+            ax2 = ax.twinx()
+            ax2.plot(steps, [a if a is not None else float("nan") for a in acc], color="tab:orange", alpha=0.7,
+                     label="reward accuracy")
+            ax2.set_ylim(0, 1.05)
+            ax2.legend(fontsize=7, loc="lower right")
         ax.set_title(row, fontsize=9)
         ax.set_xlabel("optimizer step")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
