@@ -154,17 +154,19 @@ class Pipeline:
         self.timer.run("stage1/prm_report", lambda: prm_report.main(
             self.cfg, trees_dir=str(self.root / "stage1" / "scored"), out_dir=str(self.root / "prm_report")))
         dpo = base
+        chain = [("Base", base)]  # the Stage-1 models, in order (candidates for Stage 2's start)
         if p.sentence_level:  # Instruct models skip the sentence-level warm-up (§6.3)
             sft = self.train("stage1/sft", p.sft, data / "sft", base)
             self.evaluate("SFT-PRM", sft)
             dpo = self.train("stage1/dpo", p.dpo, data / "dpo", sft)
             self.evaluate("+DPO-PRM", dpo)
+            chain += [("SFT-PRM", sft), ("+DPO-PRM", dpo)]
         sppd = self.train("stage1/sppd", p.step_dpo, data / "step_pairs", dpo)
         self.evaluate("+SPPD", sppd)
+        chain.append(("+SPPD", sppd))
         self.ablations(data / "step_pairs", dpo, sppd)
         if self.toy and p.control:
             self.control(base)
-        chain = [("Base", base)] + ([("SFT-PRM", sft), ("+DPO-PRM", dpo)] if p.sentence_level else []) + [("+SPPD", sppd)]
         model = self.stage2_start(chain) if p.stages >= 2 else sppd
         for stage in range(2, p.stages + 1):
             name = f"stage{stage}"
