@@ -43,9 +43,9 @@ def main() -> None:
     root = Path(args.run_dir)
     cfg = load_run_config(args.config, [f"run_dir={root}", *args.extra])
     base = {"sft": cfg.pipeline.sft, "dpo": cfg.pipeline.dpo, "step_dpo": cfg.pipeline.step_dpo}[args.stage]
-    init = args.init or str(root / "stage1" / {"sft": "", "dpo": "sft", "step_dpo": "dpo"}[args.stage])
     if args.stage == "sft" and not args.init:
         raise SystemExit("--init is required for sft (the base model folder)")
+    init = args.init or str(root / "stage1" / {"dpo": "sft", "step_dpo": "dpo"}[args.stage])
     data = args.data or str(root / "stage1" / "data" / {"sft": "sft", "dpo": "dpo", "step_dpo": "step_pairs"}[args.stage])
     val_cfg = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, benchmarks=["toy-val"], n_samples=0,
                                                                  n_problems=args.val_problems, prm="none"))

@@ -179,11 +179,9 @@ def write_report(cfg: RunConfig, runs: list[dict]) -> Path:
                     table(runs, [(r, base) for r in gamma_rows], bench, na, METHODS[:2]), ""]
     if first.get("val"):
         vb = cfg.pipeline.val_benchmark
-        vrows = list(first["val"])
-        cells = lambda row: (f"{100 * statistics.mean(r['val'][row] for r in runs if row in r.get('val', {})):.1f}")
         out += [f"## Model selection on the validation set ({vb}, greedy, {cfg.pipeline.val_problems} problems)", "",
                 "Used only to choose (never the test set above).", "",
-                "| model | greedy |", "|---|---:|", *[f"| {row} | {cells(row)} |" for row in vrows], ""]
+                "| model | greedy |", "|---|---:|", *[f"| {row} | {_val_cell(runs, row)} |" for row in first["val"]], ""]
     notes = [n for r in runs for n in r.get("notes", [])]
     if notes:
         out += ["## Choices the pipeline made", "", *[f"- {n}" for n in notes], ""]
@@ -198,6 +196,11 @@ def write_report(cfg: RunConfig, runs: list[dict]) -> Path:
     path = root / "report.md"
     atomic_write_text(path, "\n".join(out) + "\n")
     return path
+
+
+def _val_cell(runs: list[dict], row: str) -> str:
+    """A row's validation accuracy in percent (the mean over seeds)."""
+    return f"{100 * statistics.mean(r['val'][row] for r in runs if row in r.get('val', {})):.1f}"
 
 
 def _prm_section(root: Path) -> list[str]:

@@ -119,6 +119,14 @@ def _path_meta(path: ScoredPath) -> dict:
     return {"leaf": path.leaf, "values": list(path.values), "mean_value": path.mean_value, "answer": path.answer}
 
 
+def _below_floor(path: ScoredPath, min_value: float | None, counts: Counter) -> bool:
+    """Whether tau_+ has a step valued at or under ``min_value`` (counted as ``chosen_below_min_value``)."""
+    if min_value is None or path.min_value > min_value + GAP_EPS:
+        return False
+    counts["chosen_below_min_value"] += 1
+    return True
+
+
 def build_sft(tree: Tree, counts: Counter | None = None, delimiter: str = "\n",
               min_value: float | None = None) -> SFTExample | None:
     """SFT-PRM example (tau_+ of §4.3), or None when the tree has no usable correct path.
@@ -132,8 +140,7 @@ def build_sft(tree: Tree, counts: Counter | None = None, delimiter: str = "\n",
     if best is None:
         counts["no_correct_path"] += 1
         return None
-    if min_value is not None and best.min_value <= min_value + GAP_EPS:
-        counts["chosen_below_min_value"] += 1
+    if _below_floor(best, min_value, counts):
         return None
     counts["kept"] += 1
     pid = tree.problem.id
@@ -158,8 +165,7 @@ def build_dpo(tree: Tree, counts: Counter | None = None, delimiter: str = "\n",
     if chosen is None:
         counts["no_correct_path"] += 1
         return None
-    if min_value is not None and chosen.min_value <= min_value + GAP_EPS:
-        counts["chosen_below_min_value"] += 1
+    if _below_floor(chosen, min_value, counts):
         return None
     if rejected is None:
         counts["no_wrong_path"] += 1

@@ -107,8 +107,8 @@ def _write_sets(cfg: RunConfig, trees: StageDir, outs: dict[str, StageDir]) -> d
     counters = {name: Counter() for name in OUTPUTS}
     n_trees = (trees.read_manifest() or {}).get("counts", {}).get("problems")
     bar = common.progress(n_trees if isinstance(n_trees, int) else None, "build", "tree")
+    floor = cfg.build.chosen_min_value
     for index, chunk in enumerate(_chunks(_iter_trees(trees), TREES_PER_SHARD)):
-        floor = cfg.build.chosen_min_value
         sft = [build_sft(t, counters["sft"], delim, floor) for t in chunk]
         dpo = [build_dpo(t, counters["dpo"], delim, floor) for t in chunk]
         steps = [p for t in chunk for p in build_step_pairs(t, cfg.build, counters["step_pairs"], delim)]

@@ -147,12 +147,11 @@ def fingerprint(cfg: RunConfig, trees: StageDir) -> Fingerprint:
     inputs: dict = {"trees": trees.path}
     if s.scorer not in ("mc", "oracle") and (s.prm_path or s.scorer == "toy"):
         inputs["prm"] = Path(s.prm_path or Path(cfg.run_dir) / "prm")
-    if s.mc_min_paths > 0 or getattr(s, "mc_rollouts", 0) > 0:
+    if s.mc_min_paths > 0 or s.mc_rollouts > 0:
         keys += ["seed", "model.dtype", "step", "problems.source", "sample"]
         exclude += ["sample.out", "sample.problems_per_shard"]
-        policy = getattr(s, "mc_policy", "")
-        if policy or not trees.is_complete():  # else the trees' model, inside their fingerprint
-            inputs["rollout_policy"] = Path(policy) if policy else policy_id(cfg)
+        if s.mc_policy or not trees.is_complete():  # else the trees' model, inside their fingerprint
+            inputs["rollout_policy"] = Path(s.mc_policy) if s.mc_policy else policy_id(cfg)
     return Fingerprint.of("score", cfg, keys, exclude, inputs)
 
 
