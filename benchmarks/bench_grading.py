@@ -78,22 +78,26 @@ def main() -> None:
         slow_s, slow_results = timed(slow, subsets)
     fast_s["all"], slow_s["all"] = sum(fast_s.values()), sum(slow_s.values())
     sizes = {name: len(p) for name, p in subsets.items()} | {"all": len(pairs)}
-    print(f"MATH500 golds x {{equal, rewritten, wrong}}; workers {args.workers}, "
-          f"timeout {args.timeout_s:g} s")
+    print(f"MATH500 golds x {{equal, rewritten, wrong}}; workers {args.workers}, timeout {args.timeout_s:g} s")
     print(f"{'pairs':<15}{'n':>6}{'fast on (ans/s)':>18}{'fast off (ans/s)':>18}{'speed-up':>10}")
     for name, n in sizes.items():
         on, off = n / fast_s[name], n / slow_s[name]
         print(f"{name:<15}{n:>6}{on:>18.1f}{off:>18.1f}{slow_s[name] / fast_s[name]:>9.1f}x")
     disagree = sum(f.correct != s.correct for f, s in zip(fast_results, slow_results, strict=True))
     print(f"paths (fast on): {dict(Counter(str(r.path) for r in fast_results))}")
-    print(f"correct: fast on {sum(r.correct for r in fast_results)}, "
-          f"fast off {sum(r.correct for r in slow_results)}, verdicts differing: {disagree}")
+    print(
+        f"correct: fast on {sum(r.correct for r in fast_results)}, "
+        f"fast off {sum(r.correct for r in slow_results)}, verdicts differing: {disagree}"
+    )
     result = {
         "name": "grading",
         "command": f"python benchmarks/bench_grading.py --limit {args.limit} --workers {args.workers}",
         "ratios": [
-            {"what": "answers/s with fast path / without (all MATH500-style pairs)",
-             "value": round(slow_s["all"] / fast_s["all"], 2), "goal": "> 1, identical verdicts"},
+            {
+                "what": "answers/s with fast path / without (all MATH500-style pairs)",
+                "value": round(slow_s["all"] / fast_s["all"], 2),
+                "goal": "> 1, identical verdicts",
+            },
             {"what": "verdicts differing between the two paths", "value": disagree, "goal": "0"},
         ],
     }

@@ -50,7 +50,9 @@ def main(argv=None) -> dict:
     trees = TreeSampler(engine, tree_params(cfg), toy_judge).sample(problems, prompts, seed=1)
     plans = [rollout_plan(t, per_node=args.rollouts) for t in trees]
     completions = sum(sum(p.values()) for p in plans)
-    params = GenerationParams(max_new_tokens=cfg.sample.max_total_tokens, temperature=cfg.sample.temperature, stop=None)
+    params = GenerationParams(
+        max_new_tokens=cfg.sample.max_total_tokens, temperature=cfg.sample.temperature, stop=None
+    )
 
     def timed(fn):
         start = time.perf_counter()
@@ -58,10 +60,13 @@ def main(argv=None) -> dict:
         return time.perf_counter() - start
 
     batched_s = timed(lambda: rollout_counts_batch(trees, plans, engine, toy_judge, params, seed=5))
-    per_tree_s = timed(lambda: [rollout_counts_batch([t], [p], engine, toy_judge, params, seed=5)
-                                for t, p in zip(trees, plans)])
-    print(f"model {policy} | {args.problems} trees, {args.rollouts} rollouts per sibling step, "
-          f"threads {torch.get_num_threads()} | {completions} completions")
+    per_tree_s = timed(
+        lambda: [rollout_counts_batch([t], [p], engine, toy_judge, params, seed=5) for t, p in zip(trees, plans)]
+    )
+    print(
+        f"model {policy} | {args.problems} trees, {args.rollouts} rollouts per sibling step, "
+        f"threads {torch.get_num_threads()} | {completions} completions"
+    )
     print(f"{'run':28s} {'seconds':>8s} {'completions/s':>14s}")
     for name, s in [("batched across trees", batched_s), ("one tree at a time", per_tree_s)]:
         print(f"{name:28s} {s:8.2f} {completions / s:14.1f}")
@@ -69,9 +74,14 @@ def main(argv=None) -> dict:
     result = {
         "name": "MC rollouts",
         "command": f"python benchmarks/bench_mc_rollouts.py --problems {args.problems} --rollouts {args.rollouts} "
-                   f"--threads {args.threads}",
-        "ratios": [{"what": "completions/s batched across a shard / one tree at a time (same plans)",
-                    "value": ratio, "goal": "> 1"}],
+        f"--threads {args.threads}",
+        "ratios": [
+            {
+                "what": "completions/s batched across a shard / one tree at a time (same plans)",
+                "value": ratio,
+                "goal": "> 1",
+            }
+        ],
         "numbers": {"completions": completions, "batched_s": round(batched_s, 2), "per_tree_s": round(per_tree_s, 2)},
     }
     print(f"{result['ratios'][0]['what']}: {ratio}")

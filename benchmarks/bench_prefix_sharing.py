@@ -97,8 +97,13 @@ def main() -> None:
     result = {
         "name": "prefix-shared pair log-probs (forward+backward)",
         "command": f"python benchmarks/bench_prefix_sharing.py --attn {args.attn} --batch-size {args.batch_size}",
-        "ratios": [{"what": "packed tokens/s / unshared tokens/s", "value": round(rates["packed"] / rates["unshared"], 2),
-                    "goal": "> 1 (Wang & Hegde report 1.1-1.6x)"}],
+        "ratios": [
+            {
+                "what": "packed tokens/s / unshared tokens/s",
+                "value": round(rates["packed"] / rates["unshared"], 2),
+                "goal": "> 1 (Wang & Hegde report 1.1-1.6x)",
+            }
+        ],
     }
     print("BENCH_RESULT " + json.dumps(result))
 

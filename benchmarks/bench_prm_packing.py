@@ -47,9 +47,19 @@ def synthetic_tree(index: int, K: int, C: int, rng: random.Random) -> Tree:
             if not kids:
                 for _ in range(C):
                     terminal = depth == n_steps - 1
-                    tree.nodes.append(Node(id=len(tree.nodes), parent=node_id, depth=depth, text=step_text(depth),
-                                           token_ids=[], token_logps=[], finish_reason="delimiter",
-                                           terminal=terminal, correct=rng.random() < 0.5 if terminal else None))
+                    tree.nodes.append(
+                        Node(
+                            id=len(tree.nodes),
+                            parent=node_id,
+                            depth=depth,
+                            text=step_text(depth),
+                            token_ids=[],
+                            token_logps=[],
+                            finish_reason="delimiter",
+                            terminal=terminal,
+                            correct=rng.random() < 0.5 if terminal else None,
+                        )
+                    )
                     kids.append(len(tree.nodes) - 1)
             node_id = rng.choice(kids)
             if tree.nodes[node_id].terminal:
@@ -75,9 +85,13 @@ def run(problems: int, K: int, C: int, attn: str, repeats: int) -> list[dict]:
     distinct = sum(layout_tree(prm, t).distinct_tokens for t in trees)
     n_nodes = sum(len(t.nodes) for t in trees)
     # "tree" uses the default row budget; the fixed row lengths show the trade-off around it
-    modes = [("tree", PackingMode.TREE, None), ("tree rows<=256", PackingMode.TREE, 256),
-             ("tree rows<=1024", PackingMode.TREE, 1024), ("path", PackingMode.PATH, None),
-             ("node", PackingMode.NODE, None)]
+    modes = [
+        ("tree", PackingMode.TREE, None),
+        ("tree rows<=256", PackingMode.TREE, 256),
+        ("tree rows<=1024", PackingMode.TREE, 1024),
+        ("path", PackingMode.PATH, None),
+        ("node", PackingMode.NODE, None),
+    ]
     results = {name: {"seconds": []} for name, _, _ in modes}
     reference = None
     for _ in range(repeats):  # interleaved, so machine noise hits every mode alike
@@ -94,12 +108,21 @@ def run(problems: int, K: int, C: int, attn: str, repeats: int) -> list[dict]:
     for name, _, _ in modes:
         r = results[name]
         speed = n_nodes / min(r["seconds"])
-        rows_out.append({"mode": name, "forward_tokens": r["stats"].forward_tokens,
-                         "tokens_ratio": r["stats"].forward_tokens / distinct,
-                         "padded_ratio": r["stats"].padded_tokens / distinct, "steps_per_s": speed,
-                         "speedup_vs_node": speed / node_speed, "max_diff": r["max_diff"]})
-    print(f"{problems} trees, {n_nodes} nodes (steps), {distinct} distinct PRM tokens; attention={attn}, "
-          f"threads={torch.get_num_threads()}, best of {repeats}")
+        rows_out.append(
+            {
+                "mode": name,
+                "forward_tokens": r["stats"].forward_tokens,
+                "tokens_ratio": r["stats"].forward_tokens / distinct,
+                "padded_ratio": r["stats"].padded_tokens / distinct,
+                "steps_per_s": speed,
+                "speedup_vs_node": speed / node_speed,
+                "max_diff": r["max_diff"],
+            }
+        )
+    print(
+        f"{problems} trees, {n_nodes} nodes (steps), {distinct} distinct PRM tokens; attention={attn}, "
+        f"threads={torch.get_num_threads()}, best of {repeats}"
+    )
     return rows_out
 
 
@@ -114,23 +137,41 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rows = run(args.problems, args.K, args.C, args.attn, args.repeats)
-    print(f"{'mode':16s} {'fwd tokens':>10s} {'fwd/distinct':>12s} {'padded/distinct':>15s} "
-          f"{'steps/s':>9s} {'vs node':>8s} {'max |diff|':>10s}")
+    print(
+        f"{'mode':16s} {'fwd tokens':>10s} {'fwd/distinct':>12s} {'padded/distinct':>15s} "
+        f"{'steps/s':>9s} {'vs node':>8s} {'max |diff|':>10s}"
+    )
     for r in rows:
-        print(f"{r['mode']:16s} {r['forward_tokens']:10d} {r['tokens_ratio']:12.3f} {r['padded_ratio']:15.3f} "
-              f"{r['steps_per_s']:9.0f} {r['speedup_vs_node']:7.2f}x {r['max_diff']:10.2e}")
+        print(
+            f"{r['mode']:16s} {r['forward_tokens']:10d} {r['tokens_ratio']:12.3f} {r['padded_ratio']:15.3f} "
+            f"{r['steps_per_s']:9.0f} {r['speedup_vs_node']:7.2f}x {r['max_diff']:10.2e}"
+        )
     tree = rows[0]
     verdict = "OK" if tree["tokens_ratio"] <= 1.2 else "ABOVE GOAL"
-    print(f"tree packing: forward/distinct tokens = {tree['tokens_ratio']:.3f} (goal <= 1.2: {verdict}); "
-          f"{tree['speedup_vs_node']:.2f}x the per-node steps/s")
+    print(
+        f"tree packing: forward/distinct tokens = {tree['tokens_ratio']:.3f} (goal <= 1.2: {verdict}); "
+        f"{tree['speedup_vs_node']:.2f}x the per-node steps/s"
+    )
     node = next(r for r in rows if r["mode"].startswith("node") or r["mode"].startswith("per-node"))
     result = {
         "name": "PRM tree packing",
         "command": "python benchmarks/bench_prm_packing.py",
         "ratios": [
-            {"what": "PRM forward tokens / distinct tree tokens (tree packing)", "value": round(tree["tokens_ratio"], 3), "goal": "<= 1.2"},
-            {"what": "same ratio, per-node scoring (the naive baseline)", "value": round(node["tokens_ratio"], 3), "goal": "(baseline)"},
-            {"what": "scored steps/s, tree packing / per-node", "value": round(tree["speedup_vs_node"], 2), "goal": "> 1"},
+            {
+                "what": "PRM forward tokens / distinct tree tokens (tree packing)",
+                "value": round(tree["tokens_ratio"], 3),
+                "goal": "<= 1.2",
+            },
+            {
+                "what": "same ratio, per-node scoring (the naive baseline)",
+                "value": round(node["tokens_ratio"], 3),
+                "goal": "(baseline)",
+            },
+            {
+                "what": "scored steps/s, tree packing / per-node",
+                "value": round(tree["speedup_vs_node"], 2),
+                "goal": "> 1",
+            },
         ],
     }
     print("BENCH_RESULT " + json.dumps(result))

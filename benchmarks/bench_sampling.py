@@ -35,7 +35,9 @@ from sppd.toy.world import generate_problems
 def sequential_trees(engine, params, problems, prompts, seed):
     """Baseline: one generate call per node expansion, walks run one after another."""
     rng = random.Random(seed)
-    gen = GenerationParams(max_new_tokens=params.max_step_tokens, temperature=params.temperature, stop=params.delimiter)
+    gen = GenerationParams(
+        max_new_tokens=params.max_step_tokens, temperature=params.temperature, stop=params.delimiter
+    )
     calls = 0
     for problem, prompt in zip(problems, prompts):
         tree = Tree(problem=problem, prompt_ids=prompt)
@@ -43,13 +45,27 @@ def sequential_trees(engine, params, problems, prompts, seed):
             node, depth = -1, 0
             while True:
                 if not tree.children_of(node):
-                    (group,) = engine.generate([prompt + path_token_ids(tree, node)], params.C, gen, seed=rng.randrange(1 << 30))
+                    (group,) = engine.generate(
+                        [prompt + path_token_ids(tree, node)], params.C, gen, seed=rng.randrange(1 << 30)
+                    )
                     calls += 1
                     for s in group:
-                        terminal = s.finish_reason != FinishReason.DELIMITER or depth + 1 >= params.max_depth or "boxed" in s.text
-                        child = Node(id=len(tree.nodes), parent=node, depth=depth, text=s.text, token_ids=s.token_ids,
-                                     token_logps=s.token_logps, finish_reason=str(s.finish_reason), terminal=terminal,
-                                     avg_logp=s.avg_logp)
+                        terminal = (
+                            s.finish_reason != FinishReason.DELIMITER
+                            or depth + 1 >= params.max_depth
+                            or "boxed" in s.text
+                        )
+                        child = Node(
+                            id=len(tree.nodes),
+                            parent=node,
+                            depth=depth,
+                            text=s.text,
+                            token_ids=s.token_ids,
+                            token_logps=s.token_logps,
+                            finish_reason=str(s.finish_reason),
+                            terminal=terminal,
+                            avg_logp=s.avg_logp,
+                        )
                         tree.nodes.append(child)
                         tree.children_of(node).append(child.id)
                 kids = tree.children_of(node)
@@ -104,21 +120,38 @@ def main(argv=None) -> dict:
         ("plain batched generation", plain_tokens, plain_s, plain_tps),
         (f"one node per call ({calls} calls)", seq_tokens, seq_s, seq_tps),
     ]
-    print(f"model {policy} | {args.problems} problems, K={args.K}, C={args.C}, batch {args.batch_size}, "
-          f"threads {torch.get_num_threads()} | {leaves} leaves")
+    print(
+        f"model {policy} | {args.problems} problems, K={args.K}, C={args.C}, batch {args.batch_size}, "
+        f"threads {torch.get_num_threads()} | {leaves} leaves"
+    )
     print(f"{'run':38s} {'tokens':>8s} {'seconds':>8s} {'tokens/s':>9s}")
     for name, t, s, r in rows:
         print(f"{name:38s} {t:8d} {s:8.2f} {r:9.0f}")
     result = {
         "name": "tree sampling",
-        "command": f"python benchmarks/bench_sampling.py --problems {args.problems} --K {args.K} --C {args.C} --threads {args.threads}",
+        "command": (
+            f"python benchmarks/bench_sampling.py --problems {args.problems} --K {args.K} --C {args.C}"
+            f" --threads {args.threads}"
+        ),
         "ratios": [
-            {"what": "tree tokens/s / plain batched generation tokens/s", "value": round(tree_tps / plain_tps, 3), "goal": ">= 0.7"},
-            {"what": "lockstep tokens/s / one-node-per-call tokens/s (same K, C, problems)",
-             "value": round(tree_tps / seq_tps, 2), "goal": ">= 5"},
+            {
+                "what": "tree tokens/s / plain batched generation tokens/s",
+                "value": round(tree_tps / plain_tps, 3),
+                "goal": ">= 0.7",
+            },
+            {
+                "what": "lockstep tokens/s / one-node-per-call tokens/s (same K, C, problems)",
+                "value": round(tree_tps / seq_tps, 2),
+                "goal": ">= 5",
+            },
         ],
-        "numbers": {"tree_tokens_per_s": round(tree_tps), "plain_tokens_per_s": round(plain_tps),
-                    "sequential_tokens_per_s": round(seq_tps), "sequential_calls": calls, "leaves": leaves},
+        "numbers": {
+            "tree_tokens_per_s": round(tree_tps),
+            "plain_tokens_per_s": round(plain_tps),
+            "sequential_tokens_per_s": round(seq_tps),
+            "sequential_calls": calls,
+            "leaves": leaves,
+        },
     }
     for r in result["ratios"]:
         print(f"{r['what']}: {r['value']} (goal {r['goal']})")

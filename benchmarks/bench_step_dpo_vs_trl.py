@@ -36,6 +36,7 @@ LR, WARMUP, BETA = 1e-5, 0.1, 0.1
 
 # --- data and model ---------------------------------------------------------------------------
 
+
 def build_step_pairs(n: int, seed: int = 0) -> list:
     """Toy-tree-shaped step pairs: chosen = the correct next step, rejected = the same step with a
     wrong result; prefix and step lengths (in characters = toy tokens) kept in the target ranges."""
@@ -59,12 +60,22 @@ def build_step_pairs(n: int, seed: int = 0) -> list:
             else:
                 s = steps[depth]
                 rejected = chosen.replace(f"={s.result}", f"={s.result + rng.choice([1, 10])}", 1)
-            pairs.append(StepPair(
-                id=f"bench-{len(pairs)}", problem_id=question, prompt=question,
-                initial_reason_steps="".join(line + "\n" for line in lines[:depth]), prefix_steps=lines[:depth],
-                chosen=chosen, rejected=rejected, chosen_value=rng.uniform(0.6, 1.0),
-                rejected_value=rng.uniform(0.0, 0.4), chosen_terminal=terminal, rejected_terminal=terminal,
-                depth=depth))
+            pairs.append(
+                StepPair(
+                    id=f"bench-{len(pairs)}",
+                    problem_id=question,
+                    prompt=question,
+                    initial_reason_steps="".join(line + "\n" for line in lines[:depth]),
+                    prefix_steps=lines[:depth],
+                    chosen=chosen,
+                    rejected=rejected,
+                    chosen_value=rng.uniform(0.6, 1.0),
+                    rejected_value=rng.uniform(0.0, 0.4),
+                    chosen_terminal=terminal,
+                    rejected_terminal=terminal,
+                    depth=depth,
+                )
+            )
             break
     return pairs
 
@@ -88,16 +99,31 @@ def run_config(work: Path, args, prefix_sharing: bool):
     from sppd.settings import ChatTemplateMode, PromptConfig, RunConfig, TrainConfig
 
     return RunConfig(
-        run_dir=str(work / "runs"), threads=args.threads,
+        run_dir=str(work / "runs"),
+        threads=args.threads,
         prompt=PromptConfig(template="Q: {question}\n", chat_template=ChatTemplateMode.NEVER),
-        train=TrainConfig(objective="step_dpo", data=str(work / "pairs"), init=str(work / "model"),
-                          out=str(work / f"out-{time.time_ns()}"), optimizer="adamw", lr=LR, beta=BETA,
-                          batch_size=args.batch_size, epochs=1, warmup_ratio=WARMUP, max_grad_norm=1.0,
-                          mixed_precision="no", prefix_sharing=prefix_sharing, log_every=1, seed=0),
+        train=TrainConfig(
+            objective="step_dpo",
+            data=str(work / "pairs"),
+            init=str(work / "model"),
+            out=str(work / f"out-{time.time_ns()}"),
+            optimizer="adamw",
+            lr=LR,
+            beta=BETA,
+            batch_size=args.batch_size,
+            epochs=1,
+            warmup_ratio=WARMUP,
+            max_grad_norm=1.0,
+            mixed_precision="no",
+            prefix_sharing=prefix_sharing,
+            log_every=1,
+            seed=0,
+        ),
     )
 
 
 # --- workers (one subprocess each) ------------------------------------------------------------
+
 
 def _rss_mb() -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -128,8 +154,13 @@ def worker_sppd(work: Path, args, prefix_sharing: bool) -> dict:
     examples, _ = spec.tokenize(stage.read_records(Path(cfg.train.data), spec), tokenizer, settings)
     total = sum(e.n_tokens for e in examples)
     assert total == sum(r["tokens"] for r in rows), "every example is trained on exactly once"
-    return {"tokens_per_s": _rate(total, len(rows), [r["elapsed_s"] for r in rows]), "steps": len(rows),
-            "tokens": total, "baseline_mb": baseline, "final_loss": summary["final_loss"]}
+    return {
+        "tokens_per_s": _rate(total, len(rows), [r["elapsed_s"] for r in rows]),
+        "steps": len(rows),
+        "tokens": total,
+        "baseline_mb": baseline,
+        "final_loss": summary["final_loss"],
+    }
 
 
 def worker_trl(work: Path, args) -> dict:
@@ -145,9 +176,14 @@ def worker_trl(work: Path, args) -> dict:
     torch.set_num_threads(args.threads)
     records = [StepPair.from_dict(obj) for _, obj in StageDir(work / "pairs").iter_records()]
     # TRL appends EOS itself; an intermediate step gets its delimiter here (and a wrong EOS there).
-    rows = [{"prompt": f"Q: {r.prompt}\n{r.initial_reason_steps}",
-             "chosen": r.chosen + ("" if r.chosen_terminal else "\n"),
-             "rejected": r.rejected + ("" if r.rejected_terminal else "\n")} for r in records]
+    rows = [
+        {
+            "prompt": f"Q: {r.prompt}\n{r.initial_reason_steps}",
+            "chosen": r.chosen + ("" if r.chosen_terminal else "\n"),
+            "rejected": r.rejected + ("" if r.rejected_terminal else "\n"),
+        }
+        for r in records
+    ]
     tokenizer = load_tokenizer(work / "model")
     model = AutoModelForCausalLM.from_pretrained(work / "model", dtype=torch.float32)
     step_ends: list[float] = []
@@ -157,21 +193,52 @@ def worker_trl(work: Path, args) -> dict:
             step_ends.append(time.perf_counter())
 
     config = DPOConfig(
-        output_dir=str(work / "trl-out"), per_device_train_batch_size=args.batch_size, num_train_epochs=1,
-        learning_rate=LR, lr_scheduler_type="cosine", warmup_steps=WARMUP, max_grad_norm=1.0, beta=BETA,
-        optim="adamw_torch", bf16=False, fp16=False, gradient_checkpointing=False, use_cpu=True,
-        precompute_ref_log_probs=True, report_to="none", save_strategy="no", logging_steps=10, seed=0,
-        dataloader_num_workers=0, disable_tqdm=True,
+        output_dir=str(work / "trl-out"),
+        per_device_train_batch_size=args.batch_size,
+        num_train_epochs=1,
+        learning_rate=LR,
+        lr_scheduler_type="cosine",
+        warmup_steps=WARMUP,
+        max_grad_norm=1.0,
+        beta=BETA,
+        optim="adamw_torch",
+        bf16=False,
+        fp16=False,
+        gradient_checkpointing=False,
+        use_cpu=True,
+        precompute_ref_log_probs=True,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=10,
+        seed=0,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
     )
     baseline = _rss_mb()
-    trainer = DPOTrainer(model=model, args=config, train_dataset=Dataset.from_list(rows),
-                         processing_class=tokenizer, callbacks=[StepClock()])
+    trainer = DPOTrainer(
+        model=model,
+        args=config,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tokenizer,
+        callbacks=[StepClock()],
+    )
     trainer.train()
     # Same token count as sppd's (its tokenization, without TRL's extra EOS).
-    total = sum(2 * (1 + len(f"Q: {r.prompt}\n{r.initial_reason_steps}")) + len(row["chosen"]) + len(row["rejected"])
-                + r.chosen_terminal + r.rejected_terminal for r, row in zip(records, rows))
-    return {"tokens_per_s": _rate(total, len(step_ends), step_ends), "steps": len(step_ends), "tokens": total,
-            "baseline_mb": baseline, "final_loss": trainer.state.log_history[-1].get("train_loss")}
+    total = sum(
+        2 * (1 + len(f"Q: {r.prompt}\n{r.initial_reason_steps}"))
+        + len(row["chosen"])
+        + len(row["rejected"])
+        + r.chosen_terminal
+        + r.rejected_terminal
+        for r, row in zip(records, rows)
+    )
+    return {
+        "tokens_per_s": _rate(total, len(step_ends), step_ends),
+        "steps": len(step_ends),
+        "tokens": total,
+        "baseline_mb": baseline,
+        "final_loss": trainer.state.log_history[-1].get("train_loss"),
+    }
 
 
 def worker_main(impl: str, work: Path, args) -> None:
@@ -185,14 +252,25 @@ def worker_main(impl: str, work: Path, args) -> None:
 
 # --- driver -----------------------------------------------------------------------------------
 
+
 def run_worker(impl: str, work: Path, args) -> dict:
-    cmd = [sys.executable, __file__, "--worker", impl, "--work", str(work), "--batch-size", str(args.batch_size),
-           "--threads", str(args.threads)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        impl,
+        "--work",
+        str(work),
+        "--batch-size",
+        str(args.batch_size),
+        "--threads",
+        str(args.threads),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
         raise RuntimeError(f"{impl} worker failed:\n{proc.stderr[-3000:]}")
-    return json.loads(lines[-1][len("RESULT "):])
+    return json.loads(lines[-1][len("RESULT ") :])
 
 
 def main() -> None:
@@ -222,25 +300,31 @@ def main() -> None:
     # Same work on both sides: same pairs, same number of optimizer steps, same token count.
     assert len({best[i]["tokens"] for i in IMPLEMENTATIONS}) == 1, {i: best[i]["tokens"] for i in best}
     assert len({best[i]["steps"] for i in IMPLEMENTATIONS}) == 1, {i: best[i]["steps"] for i in best}
-    print(f"model: toy Llama {stats['params'] / 1e6:.2f}M params, fp32, CPU threads={args.threads}; "
-          f"{stats['pairs']} step pairs, batch {args.batch_size}, {best['sppd']['steps']} steps, "
-          f"{best['sppd']['tokens']} unshared tokens per epoch; best of {args.rounds} round(s)")
+    print(
+        f"model: toy Llama {stats['params'] / 1e6:.2f}M params, fp32, CPU threads={args.threads}; "
+        f"{stats['pairs']} step pairs, batch {args.batch_size}, {best['sppd']['steps']} steps, "
+        f"{best['sppd']['tokens']} unshared tokens per epoch; best of {args.rounds} round(s)"
+    )
     trl_rate = best["trl"]["tokens_per_s"]
     print(f"{'implementation':>15} {'tokens/s':>10} {'vs TRL':>7} {'peak RSS MB':>12} {'RSS growth MB':>14}")
     for impl in IMPLEMENTATIONS:
         r = best[impl]
-        print(f"{impl:>15} {r['tokens_per_s']:10,.0f} {r['tokens_per_s'] / trl_rate:6.2f}x "
-              f"{r['peak_mb']:12.0f} {r['peak_mb'] - r['baseline_mb']:14.0f}")
+        print(
+            f"{impl:>15} {r['tokens_per_s']:10,.0f} {r['tokens_per_s'] / trl_rate:6.2f}x "
+            f"{r['peak_mb']:12.0f} {r['peak_mb'] - r['baseline_mb']:14.0f}"
+        )
     ratio = best["sppd"]["tokens_per_s"] / trl_rate
     print(f"ratio sppd/TRL: {ratio:.2f}x (goal >= 1.5x); total {time.perf_counter() - start:.0f} s")
     result = {
         "name": "step-DPO training: sppd loop vs TRL DPOTrainer",
         "command": f"python benchmarks/bench_step_dpo_vs_trl.py --pairs {args.pairs} --batch-size {args.batch_size} "
-                   f"--rounds {args.rounds} --threads {args.threads}",
-        "ratios": [{"what": "sppd step-DPO tokens/s / TRL DPOTrainer tokens/s", "value": round(ratio, 2),
-                    "goal": ">= 1.5"}],
-        "numbers": {f"{impl}_{key}": round(best[impl][key]) for impl in IMPLEMENTATIONS
-                    for key in ("tokens_per_s", "peak_mb")},
+        f"--rounds {args.rounds} --threads {args.threads}",
+        "ratios": [
+            {"what": "sppd step-DPO tokens/s / TRL DPOTrainer tokens/s", "value": round(ratio, 2), "goal": ">= 1.5"}
+        ],
+        "numbers": {
+            f"{impl}_{key}": round(best[impl][key]) for impl in IMPLEMENTATIONS for key in ("tokens_per_s", "peak_mb")
+        },
     }
     print("BENCH_RESULT " + json.dumps(result))
 

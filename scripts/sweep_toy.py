@@ -46,9 +46,15 @@ def main() -> None:
     if args.stage == "sft" and not args.init:
         raise SystemExit("--init is required for sft (the base model folder)")
     init = args.init or str(root / "stage1" / {"dpo": "sft", "step_dpo": "dpo"}[args.stage])
-    data = args.data or str(root / "stage1" / "data" / {"sft": "sft", "dpo": "dpo", "step_dpo": "step_pairs"}[args.stage])
-    val_cfg = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, benchmarks=["toy-val"], n_samples=0,
-                                                                 n_problems=args.val_problems, prm="none"))
+    data = args.data or str(
+        root / "stage1" / "data" / {"sft": "sft", "dpo": "dpo", "step_dpo": "step_pairs"}[args.stage]
+    )
+    val_cfg = dataclasses.replace(
+        cfg,
+        eval=dataclasses.replace(
+            cfg.eval, benchmarks=["toy-val"], n_samples=0, n_problems=args.val_problems, prm="none"
+        ),
+    )
 
     def val_acc(model: str, name: str) -> float:
         metrics = eval_stage.main(val_cfg, model_path=model, out_dir=str(root / "sweep-val" / name))
@@ -57,12 +63,30 @@ def main() -> None:
     rows = [{"setting": "start (no training)", "val_greedy": val_acc(init, f"start-{Path(init).name}")}]
     for lr in args.lrs:
         for epochs in args.epochs:
-            name = f"{args.stage}{'-' + args.tag if args.tag else ''}-lr{lr:g}-ep{epochs}" + "".join(f"-{x}" for x in args.extra).replace("/", "_")
-            t = dataclasses.replace(base, lr=lr, epochs=epochs, init=init, ref=init, data=data,
-                                    out=str(root / "sweep" / name), seed=cfg.seed)
+            name = f"{args.stage}{'-' + args.tag if args.tag else ''}-lr{lr:g}-ep{epochs}" + "".join(
+                f"-{x}" for x in args.extra
+            ).replace("/", "_")
+            t = dataclasses.replace(
+                base,
+                lr=lr,
+                epochs=epochs,
+                init=init,
+                ref=init,
+                data=data,
+                out=str(root / "sweep" / name),
+                seed=cfg.seed,
+            )
             summary = train.main(dataclasses.replace(cfg, train=t))
-            rows.append({"setting": name, "lr": lr, "epochs": epochs, "steps": summary.get("steps"),
-                         "final_loss": summary.get("final_loss"), "val_greedy": val_acc(t.out, name)})
+            rows.append(
+                {
+                    "setting": name,
+                    "lr": lr,
+                    "epochs": epochs,
+                    "steps": summary.get("steps"),
+                    "final_loss": summary.get("final_loss"),
+                    "val_greedy": val_acc(t.out, name),
+                }
+            )
     print(f"\n{args.stage} sweep from {init} on {data} (greedy accuracy on toy-val, {args.val_problems} problems)")
     print("| setting | val greedy |\n|---|---:|")
     for row in rows:

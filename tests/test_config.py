@@ -57,7 +57,9 @@ def test_errors_name_the_key(data, key):
 
 
 def test_overrides_parse_yaml_scalars_and_nest():
-    data = config.apply_overrides({"inner": {"lr": 0.1}}, ["inner.lr=1e-5", "inner.steps=7", "on=true", "flags=[3, 4]"])
+    data = config.apply_overrides(
+        {"inner": {"lr": 0.1}}, ["inner.lr=1e-5", "inner.steps=7", "on=true", "flags=[3, 4]"]
+    )
     cfg = config.build(Outer, {"required": 0, **data})
     assert cfg.inner.lr == pytest.approx(1e-5) and cfg.inner.steps == 7 and cfg.on is True and cfg.flags == [3, 4]
     with pytest.raises(ConfigError, match="key.sub=value"):

@@ -34,7 +34,7 @@ def test_malformed_line_names_file_and_line(tmp_path):
     path.write_text('{"a": 1}\n\n{"a": 2,,}\n')
     with pytest.raises(DataFileError, match=r"bad\.jsonl:3: invalid JSON"):
         list(read_jsonl(path))
-    path.write_text('[1, 2]\n')
+    path.write_text("[1, 2]\n")
     with pytest.raises(DataFileError, match=r"bad\.jsonl:1: expected a JSON object"):
         list(read_jsonl(path))
 

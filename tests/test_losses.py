@@ -257,7 +257,9 @@ def trl_sigmoid_dpo_losses(chosen, rejected, ref_chosen, ref_rejected, beta: flo
             "ref_chosen_logps": ref_chosen[i : i + 1],
             "ref_rejected_logps": ref_rejected[i : i + 1],
         }
-        losses.append(DPOTrainer._compute_loss(trainer, lambda **_: outputs, inputs, return_outputs=False))
+        losses.append(
+            DPOTrainer._compute_loss(trainer, lambda _outputs=outputs, **_: _outputs, inputs, return_outputs=False)
+        )
     return torch.stack(losses)
 
 

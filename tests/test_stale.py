@@ -21,8 +21,18 @@ from sppd.toy.world import STEP_DELIMITER, ToyWorldConfig, answer_line, sample_q
 
 
 def _overrides(run_dir, model_dir, *extra) -> list[str]:
-    return [f"run_dir={run_dir}", f"model.path={model_dir}", "problems.n=2", "sample.K=3", "sample.max_depth=3",
-            "sample.max_step_tokens=8", "sample.problems_per_shard=1", "score.scorer=mc", "threads=2", *extra]
+    return [
+        f"run_dir={run_dir}",
+        f"model.path={model_dir}",
+        "problems.n=2",
+        "sample.K=3",
+        "sample.max_depth=3",
+        "sample.max_step_tokens=8",
+        "sample.problems_per_shard=1",
+        "score.scorer=mc",
+        "threads=2",
+        *extra,
+    ]
 
 
 def _cfg(run_dir, model_dir, *extra):
@@ -126,15 +136,25 @@ def _sft_data(folder: Path, n: int = 4) -> None:
     for i, q in enumerate(sample_questions(ToyWorldConfig(min_ops=2, max_ops=2), "train", n, 0, unique=False)):
         steps = solve(q)
         lines = [s.line(k + 1) for k, s in enumerate(steps)] + [answer_line(steps[-1].result)]
-        records.append(SFTExample(id=f"sft-{i}", problem_id=f"p{i}", prompt=q,
-                                  completion=STEP_DELIMITER.join(lines), steps=lines).to_dict())
+        records.append(
+            SFTExample(
+                id=f"sft-{i}", problem_id=f"p{i}", prompt=q, completion=STEP_DELIMITER.join(lines), steps=lines
+            ).to_dict()
+        )
     StageDir(folder).write_shard("sft", 0, records)
 
 
 def test_train_model_folder_is_checked_too(tmp_path, tiny_policy_dir, capsys):
     _sft_data(tmp_path / "data")
-    base = ["train.objective=sft", f"train.data={tmp_path / 'data'}", f"train.init={tiny_policy_dir}",
-            "train.max_steps=1", "train.batch_size=4", "train.lr=0.001", "train.max_length=256"]
+    base = [
+        "train.objective=sft",
+        f"train.data={tmp_path / 'data'}",
+        f"train.init={tiny_policy_dir}",
+        "train.max_steps=1",
+        "train.batch_size=4",
+        "train.lr=0.001",
+        "train.max_length=256",
+    ]
     train.main(_cfg(tmp_path / "run", tiny_policy_dir, *base))
     out = tmp_path / "run" / "train-sft"
     assert StageDir(out).read_manifest()["fingerprint"]  # the model folder carries it for eval/sample

@@ -16,7 +16,10 @@ from sppd.config import ConfigError
 STAGES: dict[str, tuple[str, str]] = {
     "sample": ("sppd.stages.sample", "grow one sampling tree per problem (paper §4.2)"),
     "eval": ("sppd.stages.eval", "Greedy / MAJ@N / ORM_VOTE@N / ORM_MAX@N on benchmarks"),
-    "pipeline": ("sppd.stages.pipeline", "the whole method: sample, score, build, SFT, DPO, SPPD, Stage 2, ablations, report"),
+    "pipeline": (
+        "sppd.stages.pipeline",
+        "the whole method: sample, score, build, SFT, DPO, SPPD, Stage 2, ablations, report",
+    ),
     "demo": ("sppd.stages.demo", "the pipeline on the toy world, then print the main table and the report path"),
     "score": ("sppd.stages.score", "attach a PRM (or Monte-Carlo) value to every node of every tree"),
     "train": ("sppd.stages.train", "train the policy: objective=sft|dpo|step_dpo"),
@@ -41,9 +44,12 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
 
 def _add_stage_args(p: argparse.ArgumentParser) -> None:
     _add_config_args(p)
-    p.add_argument("--rerun-stale", action="store_true",
-                   help="move a stage folder made with another config to <folder>.stale-<n> and redo it "
-                        "(default: stop with an error naming the changed keys)")
+    p.add_argument(
+        "--rerun-stale",
+        action="store_true",
+        help="move a stage folder made with another config to <folder>.stale-<n> and redo it "
+        "(default: stop with an error naming the changed keys)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

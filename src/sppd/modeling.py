@@ -48,7 +48,9 @@ def load_policy(path: str | Path, cfg: ModelConfig):
         raise FileNotFoundError(f"model folder not found: {path} (config key 'model.path')")
     device = resolve_device(cfg.device)
     model = AutoModelForCausalLM.from_pretrained(
-        str(path), dtype=resolve_dtype(cfg.dtype, device), local_files_only=True,
+        str(path),
+        dtype=resolve_dtype(cfg.dtype, device),
+        local_files_only=True,
         trust_remote_code=cfg.trust_remote_code,
     ).to(device)
     return model.eval(), load_tokenizer(path, cfg.trust_remote_code)

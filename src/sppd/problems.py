@@ -44,5 +44,12 @@ def _as_problems(items, source: str) -> list[Problem]:
         if isinstance(item, Problem):
             out.append(item)
         else:
-            out.append(Problem(id=str(item.id), question=item.question, gold=str(item.gold), source=getattr(item, "source", source)))
+            out.append(
+                Problem(
+                    id=str(item.id),
+                    question=item.question,
+                    gold=str(item.gold),
+                    source=getattr(item, "source", source),
+                )
+            )
     return out

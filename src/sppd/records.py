@@ -46,7 +46,7 @@ class Problem:
         return {"schema": SCHEMA_VERSION, "kind": "problem", **asdict(self)}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], where: str = "problem") -> "Problem":
+    def from_dict(cls, data: dict[str, Any], where: str = "problem") -> Problem:
         rec = _from_dict(cls, data, where)
         for name in ("id", "question", "gold"):
             if not isinstance(getattr(rec, name), str):
@@ -127,7 +127,7 @@ class Tree:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], where: str = "tree") -> "Tree":
+    def from_dict(cls, data: dict[str, Any], where: str = "tree") -> Tree:
         if data.get("kind") != "tree":
             raise RecordError(f"{where}: field 'kind' must be 'tree', got {data.get('kind')!r}")
         try:
@@ -162,7 +162,7 @@ class SFTExample:
         return {"schema": SCHEMA_VERSION, "kind": "sft", **asdict(self)}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], where: str = "sft") -> "SFTExample":
+    def from_dict(cls, data: dict[str, Any], where: str = "sft") -> SFTExample:
         return _from_dict(cls, data, where)
 
 
@@ -188,7 +188,7 @@ class PreferencePair:
         return {"schema": SCHEMA_VERSION, "kind": "pair", **asdict(self)}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], where: str = "pair") -> "PreferencePair":
+    def from_dict(cls, data: dict[str, Any], where: str = "pair") -> PreferencePair:
         return _from_dict(cls, data, where)
 
 
@@ -220,7 +220,7 @@ class StepPair:
         return {"schema": SCHEMA_VERSION, "kind": "step_pair", **asdict(self)}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], where: str = "step_pair") -> "StepPair":
+    def from_dict(cls, data: dict[str, Any], where: str = "step_pair") -> StepPair:
         return _from_dict(cls, data, where)
 
 

@@ -21,8 +21,11 @@ METHODS = [("greedy", "Greedy"), ("maj", "MAJ@{n}"), ("orm_vote", "ORM_VOTE@{n}"
 
 
 def _acc(runs: list[dict], row: str, bench: str, method: str) -> list[float]:
-    return [r["evals"][row][bench][method]["acc"] for r in runs
-            if row in r["evals"] and method in r["evals"][row].get(bench, {})]
+    return [
+        r["evals"][row][bench][method]["acc"]
+        for r in runs
+        if row in r["evals"] and method in r["evals"][row].get(bench, {})
+    ]
 
 
 def _cell(runs: list[dict], row: str, bench: str, method: str) -> str:
@@ -54,8 +57,13 @@ def table(runs: list[dict], rows: list[tuple[str, str | None]], bench: str, n: i
         if not any(row in r["evals"] for r in runs):
             continue
         cells = [_cell(runs, row, bench, m) for m, _ in methods]
-        lines.append("| " + " | ".join([row, *cells, _delta(runs, row, prev, bench, "greedy"),
-                                        _delta(runs, row, prev, bench, "maj")]) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                [row, *cells, _delta(runs, row, prev, bench, "greedy"), _delta(runs, row, prev, bench, "maj")]
+            )
+            + " |"
+        )
     return "\n".join(lines)
 
 
@@ -125,8 +133,13 @@ def plot_training(run: dict, path: Path) -> bool:
         acc = [m.get("rewards/accuracy") for m in points]
         if any(a is not None for a in acc):  # preference objectives: reward accuracy on its own 0-1 axis
             ax2 = ax.twinx()
-            ax2.plot(steps, [a if a is not None else float("nan") for a in acc], color="tab:orange", alpha=0.7,
-                     label="reward accuracy")
+            ax2.plot(
+                steps,
+                [a if a is not None else float("nan") for a in acc],
+                color="tab:orange",
+                alpha=0.7,
+                label="reward accuracy",
+            )
             ax2.set_ylim(0, 1.05)
             ax2.legend(fontsize=7, loc="lower right")
         ax.set_title(row, fontsize=9)
@@ -142,8 +155,12 @@ def write_report(cfg: RunConfig, runs: list[dict]) -> Path:
     root = Path(cfg.run_dir)
     n = cfg.eval.n_samples
     seeds = f"{len(runs)} seeds (mean ± std)" if len(runs) > 1 else "1 seed (95% bootstrap intervals)"
-    out = [f"# SPPD pipeline report — `{cfg.run_dir}`", "",
-           f"Config: `{root / 'config.yaml'}`; {seeds}. Every number below was produced by this run.", ""]
+    out = [
+        f"# SPPD pipeline report — `{cfg.run_dir}`",
+        "",
+        f"Config: `{root / 'config.yaml'}`; {seeds}. Every number below was produced by this run.",
+        "",
+    ]
     first = runs[0]
     for bench in cfg.eval.benchmarks:
         stage_rows = [r for r in first["evals"] if r.startswith("+SPPD-Stage")]
@@ -154,34 +171,61 @@ def write_report(cfg: RunConfig, runs: list[dict]) -> Path:
         rows = [(r, first.get("stage2_from", p) if r == "+SPPD-Stage2" else p) for r, p in rows]
         rows += [(r, "Base") for r in first["evals"] if r.startswith("Control")]
         out += [f"## Table 1 analogue — {bench}", "", table(runs, rows, bench, n), ""]
-        out += ["Verdicts:",
-                verdict(runs, "SFT-PRM", "Base", bench, "SFT-PRM"),
-                verdict(runs, "+DPO-PRM", "SFT-PRM", bench, "DPO-PRM"),
-                verdict(runs, "+SPPD", "+DPO-PRM", bench, "SPPD step-DPO"),
-                *[verdict(runs, r, p, bench, r) for r, p in rows if r.startswith("+SPPD-Stage")],
-                *[verdict(runs, "+SPPD", r, bench, "self-training vs the same compute of pretraining") for r, _ in rows if r.startswith("Control")],
-                ""]
+        out += [
+            "Verdicts:",
+            verdict(runs, "SFT-PRM", "Base", bench, "SFT-PRM"),
+            verdict(runs, "+DPO-PRM", "SFT-PRM", bench, "DPO-PRM"),
+            verdict(runs, "+SPPD", "+DPO-PRM", bench, "SPPD step-DPO"),
+            *[verdict(runs, r, p, bench, r) for r, p in rows if r.startswith("+SPPD-Stage")],
+            *[
+                verdict(runs, "+SPPD", r, bench, "self-training vs the same compute of pretraining")
+                for r, _ in rows
+                if r.startswith("Control")
+            ],
+            "",
+        ]
         dyn = "ablation/dynamic margin" if "ablation/dynamic margin" in first["evals"] else "+SPPD"
         na = cfg.pipeline.ablation_eval_samples or n  # the N every ablation row was evaluated with
         base = "ablation/start" if "ablation/start" in first["evals"] else start  # start, at N=na
         abl = [(dyn, base), ("ablation/fixed margin", base), ("ablation/no margin", base)]
-        out += [f"## Table 4 analogue — margin ablation from DPO-PRM ({bench})", "",
-                f"Dynamic: γ={cfg.pipeline.step_dpo.gamma:g}·(V(s_w)−V(s_l)); fixed: the mean of that margin over the "
-                f"same pairs; none: plain Step-DPO. Δ is against {start}, the common starting point. All rows "
-                f"(and {start} for the Δ) evaluated with N={na}.", "",
-                table(runs, abl, bench, na, METHODS[:2]), "",
-                verdict(runs, dyn, "ablation/fixed margin", bench, "dynamic vs fixed margin"),
-                verdict(runs, "ablation/fixed margin", "ablation/no margin", bench, "fixed vs no margin"), ""]
+        out += [
+            f"## Table 4 analogue — margin ablation from DPO-PRM ({bench})",
+            "",
+            f"Dynamic: γ={cfg.pipeline.step_dpo.gamma:g}·(V(s_w)−V(s_l)); fixed: the mean of that margin over the "
+            f"same pairs; none: plain Step-DPO. Δ is against {start}, the common starting point. All rows "
+            f"(and {start} for the Δ) evaluated with N={na}.",
+            "",
+            table(runs, abl, bench, na, METHODS[:2]),
+            "",
+            verdict(runs, dyn, "ablation/fixed margin", bench, "dynamic vs fixed margin"),
+            verdict(runs, "ablation/fixed margin", "ablation/no margin", bench, "fixed vs no margin"),
+            "",
+        ]
         gamma_png = root / f"figure2_gamma_{bench}.png"
         if plot_gamma(runs, bench, na, gamma_png):
-            gamma_rows = sorted((r for r in first["evals"] if r.startswith("gamma/")), key=lambda r: float(r.split("/")[1]))
-            out += [f"## Figure 2 analogue — accuracy vs γ ({bench})", "", f"![gamma sweep]({gamma_png.name})", "",
-                    table(runs, [(r, base) for r in gamma_rows], bench, na, METHODS[:2]), ""]
+            gamma_rows = sorted(
+                (r for r in first["evals"] if r.startswith("gamma/")), key=lambda r: float(r.split("/")[1])
+            )
+            out += [
+                f"## Figure 2 analogue — accuracy vs γ ({bench})",
+                "",
+                f"![gamma sweep]({gamma_png.name})",
+                "",
+                table(runs, [(r, base) for r in gamma_rows], bench, na, METHODS[:2]),
+                "",
+            ]
     if first.get("val"):
         vb = cfg.pipeline.val_benchmark
-        out += [f"## Model selection on the validation set ({vb}, greedy, {cfg.pipeline.val_problems} problems)", "",
-                "Used only to choose (never the test set above).", "",
-                "| model | greedy |", "|---|---:|", *[f"| {row} | {_val_cell(runs, row)} |" for row in first["val"]], ""]
+        out += [
+            f"## Model selection on the validation set ({vb}, greedy, {cfg.pipeline.val_problems} problems)",
+            "",
+            "Used only to choose (never the test set above).",
+            "",
+            "| model | greedy |",
+            "|---|---:|",
+            *[f"| {row} | {_val_cell(runs, row)} |" for row in first["val"]],
+            "",
+        ]
     notes = [n for r in runs for n in r.get("notes", [])]
     if notes:
         out += ["## Choices the pipeline made", "", *[f"- {n}" for n in notes], ""]
@@ -209,7 +253,12 @@ def _prm_section(root: Path) -> list[str]:
         rep = root / "seed-0" / "prm_report"
     if not (rep / "table5.md").exists():
         return []
-    lines = ["## PRM diagnostics (Table 5 and Figure 3 analogues, Stage-1 trees)", "", (rep / "table5.md").read_text().strip(), ""]
+    lines = [
+        "## PRM diagnostics (Table 5 and Figure 3 analogues, Stage-1 trees)",
+        "",
+        (rep / "table5.md").read_text().strip(),
+        "",
+    ]
     if (rep / "figure3.png").exists():
         lines += [f"![PRM segment scores]({(rep / 'figure3.png').relative_to(root)})", ""]
     if (rep / "agreement.md").exists():

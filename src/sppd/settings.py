@@ -159,7 +159,9 @@ class BuildConfig:
     trees: str = ""  # scored trees folder (default: <run_dir>/scored)
     out: str = ""  # output folder (default: <run_dir>/data)
     step_gap: float = 0.5  # keep a step pair only when V(s_w) - V(s_l) exceeds this
-    chosen_min_value: float | None = None  # SFT/DPO: keep tau_+ only when its lowest step value exceeds this (None = all)
+    chosen_min_value: float | None = (
+        None  # SFT/DPO: keep tau_+ only when its lowest step value exceeds this (None = all)
+    )
     step_pair_mode: StepPairMode = StepPairMode.THRESHOLD  # which sibling pairs to keep
     pairs_per_parent: int = 1  # most pairs per branching node (best vs worst first)
     require_complete_subtree: bool = False  # drop steps under which no complete path exists
@@ -227,7 +229,9 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    benchmarks: list[str] = field(default_factory=lambda: ["toy"])  # toy | gsm8k | math500 | gaokao2023en | ocw | olympiadbench | JSONL path
+    benchmarks: list[str] = field(
+        default_factory=lambda: ["toy"]
+    )  # toy | gsm8k | math500 | gaokao2023en | ocw | olympiadbench | JSONL path
     n_problems: int = 0  # first n problems of each benchmark (0 = all)
     n_samples: int = 8  # N of MAJ@N, ORM_VOTE@N, ORM_MAX@N, pass@N (0 = greedy only)
     temperature: float = 0.7  # sampling temperature of the N samples

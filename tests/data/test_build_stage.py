@@ -14,8 +14,8 @@ import json
 from collections import Counter
 
 import pytest
-
 from handmade_trees import tree_a, tree_no_correct, tree_ties
+
 from sppd.config import ConfigError
 from sppd.io import StageDir
 from sppd.settings import RunConfig
@@ -56,8 +56,9 @@ def test_build_writes_three_sets_with_counts_and_stats(run, capsys):
     assert sft_m["counts"] == dict(problems=3, kept=2, no_correct_path=1, paths=9, correct_paths=5, wrong_paths=4)
     assert dpo_m["counts"]["kept"] == len(dpo) == 1
     assert dpo_m["counts"]["no_correct_path"] == 1 and dpo_m["counts"]["no_wrong_path"] == 1
-    assert step_m["counts"] == dict(problems=3, problems_with_pairs=1, parents=9, kept=2, gap_too_small=3, tie=1,
-                                    no_siblings=3)
+    assert step_m["counts"] == dict(
+        problems=3, problems_with_pairs=1, parents=9, kept=2, gap_too_small=3, tie=1, no_siblings=3
+    )
     # stats: gaps .5625, .8125 -> mean .6875; chosen terminal: only the depth-2 pair
     stats = step_m["stats"]
     assert stats["pairs"] == 2 and stats["mean_value_gap"] == 0.6875

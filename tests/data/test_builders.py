@@ -6,8 +6,8 @@ Tree pictures: ``nK "text" value``, children indented; ids are depth-first pre-o
 from collections import Counter
 
 import pytest
-
 from handmade_trees import S, make_tree, tree_a, tree_no_correct, tree_ties
+
 from sppd.data.builders import build_dpo, build_sft, build_step_pairs
 from sppd.records import StepPair
 from sppd.sampling.tree import path_steps
@@ -92,8 +92,9 @@ def test_unscored_and_truncated_and_unjudged_paths_are_not_used():
     )
     counts = Counter()
     assert build_sft(tree, counts).id == "p0/sft/4"
-    assert counts == Counter(problems=1, kept=1, paths=4, unscored_paths=1, truncated_paths=1, unjudged_paths=1,
-                             correct_paths=1)
+    assert counts == Counter(
+        problems=1, kept=1, paths=4, unscored_paths=1, truncated_paths=1, unjudged_paths=1, correct_paths=1
+    )
 
 
 def test_nan_value_counts_as_unscored():
@@ -139,8 +140,10 @@ def test_dpo_tie_on_min_broken_by_lower_mean_then_shorter():
     #   n4 "U" .25 wrong                       path (.25)      min .25 mean .25, 1 step
     #   n5 "C" .5 correct
     tree = make_tree(
-        S("W", 0.5, S("W-x", 0.25, correct=False)), S("V", 0.25, S("V-x", 0.25, correct=False)),
-        S("U", 0.25, correct=False), S("C", 0.5, correct=True),
+        S("W", 0.5, S("W-x", 0.25, correct=False)),
+        S("V", 0.25, S("V-x", 0.25, correct=False)),
+        S("U", 0.25, correct=False),
+        S("C", 0.5, correct=True),
     )
     assert build_dpo(tree).id == "p0/dpo/5-4"  # lowest mean .25 shared by n3 and n4; n4 is shorter
     tree.nodes[2].value = 0.125  # now path V: (.125, .25) min .125 -> strictly lowest
@@ -259,8 +262,9 @@ def test_unscored_children_are_skipped_and_counted():
 
 def test_deep_pair_prefix_is_the_ancestor_steps():
     # n0 "S1" .5 -> n1 "S2" .5 -> n2 "S3" .5 -> {n3 "X" .9375 correct, n4 "Y" .0625 wrong}
-    tree = make_tree(S("S1", 0.5, S("S2", 0.5, S("S3", 0.5, S("X", 0.9375, correct=True),
-                                                    S("Y", 0.0625, correct=False)))))
+    tree = make_tree(
+        S("S1", 0.5, S("S2", 0.5, S("S3", 0.5, S("X", 0.9375, correct=True), S("Y", 0.0625, correct=False))))
+    )
     counts = Counter()
     (p,) = build_step_pairs(tree, BuildConfig(), counts, delimiter="\n\n")
     assert p.prefix_steps == ["S1", "S2", "S3"] == path_steps(tree, 2)
@@ -271,8 +275,11 @@ def test_deep_pair_prefix_is_the_ancestor_steps():
 def test_require_complete_subtree_drops_dead_ends():
     # n0 "dead" .9375 (never expanded, not terminal); n1 "live" .0625 -> n2 "end" .5 correct
     # n3 "cut" .875 -> n4 "more" .75 cut at max_depth (its path is not complete)
-    tree = make_tree(S("dead", 0.9375), S("live", 0.0625, S("end", 0.5, correct=True)),
-                     S("cut", 0.875, S("more", 0.75, finish="max_depth", correct=False)))
+    tree = make_tree(
+        S("dead", 0.9375),
+        S("live", 0.0625, S("end", 0.5, correct=True)),
+        S("cut", 0.875, S("more", 0.75, finish="max_depth", correct=False)),
+    )
     pairs, counts = pairs_of(tree)
     assert ids(pairs) == ["p0/step/0-1"]  # n0 .9375 vs n1 .0625
     pairs, counts = pairs_of(tree, require_complete_subtree=True)
@@ -282,8 +289,9 @@ def test_require_complete_subtree_drops_dead_ends():
 
 def test_cut_step_is_not_terminal_and_same_text_is_dropped():
     # root: n0 "long..." .9375 cut by the step budget; n1 "stop" .0625 ended by EOS
-    pairs, _ = pairs_of(make_tree(S("long", 0.9375, finish="length", correct=False),
-                                  S("stop", 0.0625, finish="eos", correct=False)))
+    pairs, _ = pairs_of(
+        make_tree(S("long", 0.9375, finish="length", correct=False), S("stop", 0.0625, finish="eos", correct=False))
+    )
     assert (pairs[0].chosen_terminal, pairs[0].rejected_terminal) == (False, True)
     pairs, counts = pairs_of(make_tree(S("same", 0.9375), S("same", 0.0625)))
     assert pairs == [] and counts["same_text"] == 1

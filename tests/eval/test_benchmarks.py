@@ -8,9 +8,9 @@ import pytest
 
 from sppd.eval.benchmarks import (
     _PACKAGED,
-    _load_packaged,
     BenchmarkFormatError,
     BenchmarkProblem,
+    _load_packaged,
     available_benchmarks,
     load_benchmark,
     load_jsonl_problems,

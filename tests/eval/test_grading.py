@@ -8,9 +8,9 @@ import time
 import pytest
 
 from sppd.eval.grading import (
+    GradePath,
     Grader,
     GraderConfig,
-    GradePath,
     answers_equivalent,
     canonical_answer,
 )
@@ -94,6 +94,7 @@ NOT_EQUIVALENT = [
     ("3", ""),
 ]
 
+
 @pytest.fixture(scope="module")
 def grader():
     with Grader(timeout_s=5.0, workers=2) as g:
@@ -134,17 +135,13 @@ def test_fast_path_decides_plain_numbers_and_agrees_with_math_verify(grader):
         slow = slow_grader.grade_many(plain)
     assert all(r.path is GradePath.VERIFY for r in slow)
     fast_only = [r for r in fast if r.path is GradePath.FAST]
-    disagree = [
-        pair for pair, f, s in zip(plain, fast_only, slow, strict=True) if f.correct != s.correct
-    ]
+    disagree = [pair for pair, f, s in zip(plain, fast_only, slow, strict=True) if f.correct != s.correct]
     # The one documented difference: a decimal percent also matches its face value.
     assert disagree == [("12.5\\%", "12.5")]
 
 
 def test_paths_and_reasons(grader):
-    fast, exact, verify, empty = grader.grade_many(
-        [("1/2", "0.5"), ("[1,2)", "[1, 2)"), ("x+1", "1+x"), ("3", "  ")]
-    )
+    fast, exact, verify, empty = grader.grade_many([("1/2", "0.5"), ("[1,2)", "[1, 2)"), ("x+1", "1+x"), ("3", "  ")])
     assert (fast.path, exact.path, verify.path, empty.path) == ("fast", "exact", "verify", "empty")
     assert fast.correct and exact.correct and verify.correct and not empty.correct
     assert "math-verify" in verify.reason and empty.reason

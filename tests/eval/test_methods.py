@@ -31,9 +31,7 @@ def _load():
     problems = {}
     for line in DATA.read_text(encoding="utf-8").splitlines():
         record = json.loads(line)
-        samples = [
-            Sample(s["answer"], s["correct"], tuple(s["step_scores"])) for s in record["samples"]
-        ]
+        samples = [Sample(s["answer"], s["correct"], tuple(s["step_scores"])) for s in record["samples"]]
         greedy_sample = Sample(record["greedy"]["answer"], record["greedy"]["correct"])
         problems[record["id"].split("-")[0]] = (greedy_sample, samples)
     return problems

@@ -72,9 +72,7 @@ def char_tokenizer(
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
     if prepend_bos:
-        backend.post_processor = processors.TemplateProcessing(
-            single=f"{bos} $A", special_tokens=[(bos, 1)]
-        )
+        backend.post_processor = processors.TemplateProcessing(single=f"{bos} $A", special_tokens=[(bos, 1)])
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend,
         bos_token=bos,

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from sppd.prm.mc import (
-    MCScorer, attach_mc_values, build_mc_prm, rollout_counts, rollout_counts_batch, rollout_plan,
-)
 from sppd.prm.base import PRMInput, build_prm
+from sppd.prm.mc import (
+    MCScorer,
+    attach_mc_values,
+    build_mc_prm,
+    rollout_counts,
+    rollout_counts_batch,
+    rollout_plan,
+)
 from sppd.records import Node, Problem, Tree
 from sppd.sampling.engine import EngineStats, FinishReason, GenerationParams, StepSample
 
@@ -20,10 +25,19 @@ def hand_tree(spec, question="2+3*4", gold="14", pid="p0", source="toy") -> Tree
     tree = Tree(problem=Problem(id=pid, question=question, gold=gold, source=source), prompt_ids=[1, 2, 3])
     for i, (parent, text, terminal, correct) in enumerate(spec):
         depth = 0 if parent < 0 else tree.nodes[parent].depth + 1
-        tree.nodes.append(Node(id=i, parent=parent, depth=depth, text=text,
-                               token_ids=[ord(c) for c in text] + [10], token_logps=[-0.1] * (len(text) + 1),
-                               finish_reason="delimiter", terminal=terminal,
-                               correct=correct if terminal else None))
+        tree.nodes.append(
+            Node(
+                id=i,
+                parent=parent,
+                depth=depth,
+                text=text,
+                token_ids=[ord(c) for c in text] + [10],
+                token_logps=[-0.1] * (len(text) + 1),
+                finish_reason="delimiter",
+                terminal=terminal,
+                correct=correct if terminal else None,
+            )
+        )
         tree.children_of(parent).append(i)
     return tree
 
@@ -32,8 +46,14 @@ def hand_tree(spec, question="2+3*4", gold="14", pid="p0", source="toy") -> Tree
 #     └─ 2 ── 3 (terminal, wrong)
 #          └─ 4 (terminal, right)
 #   5 (dead end: no complete path below)
-SPEC = [(-1, "a", False, None), (0, "b", True, True), (0, "c", False, None),
-        (2, "d", True, False), (2, "e", True, True), (-1, "f", False, None)]
+SPEC = [
+    (-1, "a", False, None),
+    (0, "b", True, True),
+    (0, "c", False, None),
+    (2, "d", True, False),
+    (2, "e", True, True),
+    (-1, "f", False, None),
+]
 
 
 def test_mc_values_by_hand():
@@ -54,8 +74,10 @@ class ScriptedEngine:
 
     def generate(self, prefixes, n, params, seed):
         self.calls.append((prefixes, n, params))
-        return [[StepSample([7], [-1.0], self.texts_by_prefix[tuple(p)][j], FinishReason.EOS) for j in range(n)]
-                for p in prefixes]
+        return [
+            [StepSample([7], [-1.0], self.texts_by_prefix[tuple(p)][j], FinishReason.EOS) for j in range(n)]
+            for p in prefixes
+        ]
 
 
 def test_rollouts_fill_nodes_with_too_few_paths():
@@ -131,13 +153,23 @@ def test_process_judge_gives_compensating_errors_value_zero():
     """Outcome MC rewards reaching the gold answer through two errors; process MC does not."""
     from sppd.judging import toy_process_judge
 
-    spec = [(-1, "Step 1: 8*6=48, 48-7", False, None), (0, "Step 2: 48-7=41", False, None),
-            (1, "The answer is \\boxed{41}", True, True),
-            (-1, "Step 1: 8*6=58, 58-7", False, None), (3, "Step 2: 58-7=41", False, None),  # 58-7 is 51
-            (4, "The answer is \\boxed{41}", True, True)]
+    spec = [
+        (-1, "Step 1: 8*6=48, 48-7", False, None),
+        (0, "Step 2: 48-7=41", False, None),
+        (1, "The answer is \\boxed{41}", True, True),
+        (-1, "Step 1: 8*6=58, 58-7", False, None),
+        (3, "Step 2: 58-7=41", False, None),  # 58-7 is 51
+        (4, "The answer is \\boxed{41}", True, True),
+    ]
     outcome = MCScorer().score_tree(hand_tree(spec, question="8*6-7", gold="41"))
     process = MCScorer(leaf_judge=toy_process_judge).score_tree(hand_tree(spec, question="8*6-7", gold="41"))
     assert outcome == [1.0] * 6
     assert process == [1.0, 1.0, 1.0, 0.0, 0.0, 0.0]
-    assert toy_process_judge([(hand_tree(spec, question="8*6-7", gold="41").problem,
-                               "Step 1: 8*6=48, 48-7\nStep 2: 48-7=41\nThe answer is \\boxed{42}")]) == [("42", False)]
+    assert toy_process_judge(
+        [
+            (
+                hand_tree(spec, question="8*6-7", gold="41").problem,
+                "Step 1: 8*6=48, 48-7\nStep 2: 48-7=41\nThe answer is \\boxed{42}",
+            )
+        ]
+    ) == [("42", False)]

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from prm_tiny_hf import MAKERS
+from test_mc import hand_tree
+
 from sppd.judging import toy_judge
 from sppd.prm.base import PRMInput, PRMScoreError, build_prm
 from sppd.prm.packing import (
-    PackingUnsupported, layout_tree, pack_rows, packing_support, row_allowed_mask, score_trees,
+    PackingUnsupported,
+    layout_tree,
+    pack_rows,
+    packing_support,
+    row_allowed_mask,
+    score_trees,
 )
 from sppd.prm.toy import new_toy_prm, random_backbone
 from sppd.records import Problem
@@ -17,7 +23,6 @@ from sppd.sampling.hf_engine import HFEngine
 from sppd.sampling.tree import TreeParams, TreeSampler, path_steps
 from sppd.settings import PackingMode
 from sppd.toy.model import ToyModelConfig
-from test_mc import hand_tree
 
 
 @pytest.fixture(scope="module")
@@ -25,9 +30,18 @@ def sampled_trees(tiny_policy):
     """Trees sampled by the tiny random policy, nudged to end steps at newlines often."""
     model, tok = tiny_policy
     newline = tok.convert_tokens_to_ids("\n")
-    params = TreeParams(K=16, C=2, max_depth=5, max_step_tokens=8, max_total_tokens=48, temperature=1.0,
-                        top_p=1.0, selection_temperature=1.0, delimiter="\n",
-                        answer_pattern=r"\\boxed|The answer is")
+    params = TreeParams(
+        K=16,
+        C=2,
+        max_depth=5,
+        max_step_tokens=8,
+        max_total_tokens=48,
+        temperature=1.0,
+        top_p=1.0,
+        selection_temperature=1.0,
+        delimiter="\n",
+        answer_pattern=r"\\boxed|The answer is",
+    )
     problems = [Problem(id=f"p{i}", question=f"{i + 1}+{i + 2}*3", gold="0") for i in range(3)]
     prompts = [tok(f"Q: {p.question}\n")["input_ids"] for p in problems]
     with torch.no_grad():
@@ -42,8 +56,9 @@ def sampled_trees(tiny_policy):
 
 
 def tiny_toy_prm(attn: str = "sdpa"):
-    prm = new_toy_prm(*random_backbone(ToyModelConfig(hidden_size=32, num_layers=2, num_heads=2,
-                                                      intermediate_size=64, seed=5)))
+    prm = new_toy_prm(
+        *random_backbone(ToyModelConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, seed=5))
+    )
     with torch.no_grad():
         torch.nn.init.normal_(prm.model.value_head.weight, std=0.2)
     prm.model.model.set_attn_implementation(attn)
@@ -117,8 +132,14 @@ def test_hf_adapters_pack_or_fall_back(name, tmp_path):
     Qwen2.5-Math-PRM chat template does not and is scored per path. Scores agree either way."""
     MAKERS[name](tmp_path / name)
     prm = build_prm(name, path=str(tmp_path / name), device="cpu")
-    tree = hand_tree([(-1, "Step 1: 3*4=12, 2+12", False, None), (0, "Step 2: 2+12=14", True, True),
-                      (0, "Step 2: 2+12=15", True, False), (-1, "Step 1: x", True, False)])
+    tree = hand_tree(
+        [
+            (-1, "Step 1: 3*4=12, 2+12", False, None),
+            (0, "Step 2: 2+12=14", True, True),
+            (0, "Step 2: 2+12=15", True, False),
+            (-1, "Step 1: x", True, False),
+        ]
+    )
     packed, stats = score_trees(prm, [tree], PackingMode.TREE)
     per_path, _ = score_trees(prm, [tree], PackingMode.PATH)
     assert flat(packed) == pytest.approx(flat(per_path), abs=1e-4)

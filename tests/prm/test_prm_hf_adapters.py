@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 import transformers
-
 from prm_tiny_hf import MAKERS
+
 from sppd.prm.base import PRMInput, TokenLevelPRM, build_prm
 
 ADAPTERS = sorted(MAKERS)

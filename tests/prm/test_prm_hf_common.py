@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from prm_tiny_hf import make_rlhflow_folder
+
 from sppd.prm.hf_common import (
     HFPRMOptions,
     PRMDType,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from prm_tiny_hf import char_ids, make_math_shepherd_folder
+
 from sppd.prm.base import PRMInput, PRMScoreError
 from sppd.prm.math_shepherd import build_math_shepherd_prm
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from prm_tiny_hf import char_ids, make_qwen_math_prm_folder
+
 from sppd.prm.base import PRMInput, PRMScoreError
 from sppd.prm.qwen_math_prm import build_qwen_math_prm
 
@@ -26,9 +26,7 @@ def prm(tiny):
 def expected_layout(tiny):
     """ChatML system / user / assistant turns; steps joined by <extra_0> plus a trailing one."""
     tok = tiny.tokenizer
-    start, end, sep = (
-        tok.convert_tokens_to_ids(t) for t in ("<|im_start|>", "<|im_end|>", "<extra_0>")
-    )
+    start, end, sep = (tok.convert_tokens_to_ids(t) for t in ("<|im_start|>", "<|im_end|>", "<extra_0>"))
     ids = [start] + char_ids(tok, "system\n" + SYSTEM) + [end] + char_ids(tok, "\n")
     ids += [start] + char_ids(tok, "user\n1+1?") + [end] + char_ids(tok, "\n")
     ids += [start] + char_ids(tok, "assistant\na=2") + [sep]

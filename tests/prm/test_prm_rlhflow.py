@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
-
 from prm_tiny_hf import char_ids, make_rlhflow_folder
+
 from sppd.prm.base import PRMInput
 from sppd.prm.rlhflow import build_rlhflow_prm
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from prm_tiny_hf import char_ids, make_rlhflow_folder, make_skywork_folder
 from safetensors.torch import load_file, save_file
 
-from prm_tiny_hf import char_ids, make_rlhflow_folder, make_skywork_folder
 from sppd.prm.base import PRMInput
 from sppd.prm.skywork import build_skywork_prm
 

@@ -6,22 +6,27 @@ import json
 import math
 
 import pytest
+from test_mc import hand_tree
 
 from sppd.config import ConfigError
 from sppd.io import StageDir
 from sppd.prm.base import PRMScoreError, register_prm
+from sppd.prm.mc import subtree_path_counts as mc_paths
 from sppd.settings import PackingMode, RunConfig
 from sppd.stages import prm_report, prm_train, score
 from sppd.toy.model import ToyModelConfig
-from test_mc import hand_tree
-
-from sppd.prm.mc import subtree_path_counts as mc_paths
 
 RIGHT = ["Step 1: 3*4=12, 2+12", "Step 2: 2+12=14", "The answer is \\boxed{14}"]
-SPEC = [(-1, RIGHT[0], False, None), (0, RIGHT[1], False, None), (1, RIGHT[2], True, True),
-        (1, "The answer is \\boxed{15}", True, False), (-1, "Step 1: 3*4=13, 2+13", False, None),
-        (4, "Step 2: 2+13=15", False, None), (5, "The answer is \\boxed{15}", True, False),
-        (-1, "Step 1: 2+3=5, 5*4", False, None)]  # node 7: a dead end (wrong order, no leaf below)
+SPEC = [
+    (-1, RIGHT[0], False, None),
+    (0, RIGHT[1], False, None),
+    (1, RIGHT[2], True, True),
+    (1, "The answer is \\boxed{15}", True, False),
+    (-1, "Step 1: 3*4=13, 2+13", False, None),
+    (4, "Step 2: 2+13=15", False, None),
+    (5, "The answer is \\boxed{15}", True, False),
+    (-1, "Step 1: 2+3=5, 5*4", False, None),
+]  # node 7: a dead end (wrong order, no leaf below)
 
 
 def write_trees(run_dir, n_shards=2, per_shard=2):
@@ -117,6 +122,7 @@ def test_toy_prm_flow_train_score_report(tmp_path):
 
 # --- deliberate fault injectors: PRMs that break the score contract on purpose ---------------
 
+
 class FaultyPRM:
     """Deliberate fault injector (test only): returns NaN, a value above 1, or one score too few."""
 
@@ -140,11 +146,14 @@ def build_faulty(path: str) -> FaultyPRM:
     return FaultyPRM(path)
 
 
-@pytest.mark.parametrize("fault, message", [
-    ("nan", r"problem p0-0, node 1: score is NaN"),
-    ("range", r"problem p0-0, node 2: score 1.5 is outside \[0, 1\]"),
-    ("count", r"problem p0-0, node 2: the PRM returned 2 scores for a path of 3 steps"),
-])
+@pytest.mark.parametrize(
+    "fault, message",
+    [
+        ("nan", r"problem p0-0, node 1: score is NaN"),
+        ("range", r"problem p0-0, node 2: score 1.5 is outside \[0, 1\]"),
+        ("count", r"problem p0-0, node 2: the PRM returned 2 scores for a path of 3 steps"),
+    ],
+)
 def test_malformed_scores_name_problem_and_node(tmp_path, fault, message):
     register_prm(f"fault-{fault}", f"{__name__}:build_faulty", replace=True)
     write_trees(tmp_path, n_shards=1, per_shard=1)
@@ -182,8 +191,14 @@ def test_mc_rollouts_from_the_sampling_policy_give_graded_values(tmp_path, tiny_
         for node in tree.nodes:
             parent_children = tree.children_of(node.parent)
             extra = 3 if (not node.terminal and len(parent_children) >= 2) else 0
-            below = sum(3 for k in range(len(tree.nodes)) if k != node.id and node.id in tree.path_to(k)
-                        and not tree.nodes[k].terminal and len(tree.children_of(tree.nodes[k].parent)) >= 2)
+            below = sum(
+                3
+                for k in range(len(tree.nodes))
+                if k != node.id
+                and node.id in tree.path_to(k)
+                and not tree.nodes[k].terminal
+                and len(tree.children_of(tree.nodes[k].parent)) >= 2
+            )
             assert node.mc_count == paths[node.id] + extra + below
             if node.mc_count:
                 assert node.value == pytest.approx(node.mc_value)

@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from test_mc import hand_tree
 
 from sppd.prm.base import PRMInput, ProcessRewardModel, TokenLevelPRM, build_prm
 from sppd.prm.mc import attach_mc_values
@@ -14,7 +15,6 @@ from sppd.prm.oracle import oracle_values
 from sppd.prm.toy import ToyPRM, build_toy_prm, labelled_paths, new_toy_prm, random_backbone, train_toy_prm
 from sppd.settings import PRMTrainConfig
 from sppd.toy.model import ToyModelConfig
-from test_mc import hand_tree
 
 RIGHT = ["Step 1: 3*4=12, 2+12", "Step 2: 2+12=14", "The answer is \\boxed{14}"]
 TINY = ToyModelConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, seed=3)
@@ -22,9 +22,14 @@ TINY = ToyModelConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_si
 
 def toy_trees(n: int):
     """``n`` copies of: a right path (3 steps, correct) and a path wrong from step 1 (incorrect)."""
-    spec = [(-1, RIGHT[0], False, None), (0, RIGHT[1], False, None), (1, RIGHT[2], True, True),
-            (-1, "Step 1: 3*4=13, 2+13", False, None), (3, "Step 2: 2+13=15", False, None),
-            (4, "The answer is \\boxed{15}", True, False)]
+    spec = [
+        (-1, RIGHT[0], False, None),
+        (0, RIGHT[1], False, None),
+        (1, RIGHT[2], True, True),
+        (-1, "Step 1: 3*4=13, 2+13", False, None),
+        (3, "Step 2: 2+13=15", False, None),
+        (4, "The answer is \\boxed{15}", True, False),
+    ]
     trees = [hand_tree(spec, pid=f"p{i}") for i in range(n)]
     for tree in trees:
         attach_mc_values(tree)
@@ -42,7 +47,9 @@ def tiny_prm() -> ToyPRM:
 
 def test_oracle_on_right_and_wrong_steps():
     assert oracle_values("2+3*4", RIGHT) == [1.0, 1.0, 1.0]
-    assert oracle_values("2+3*4", ["Step 1: 3*4=13, 2+13", "Step 2: 2+13=15", "The answer is \\boxed{15}"]) == [0.0] * 3
+    assert (
+        oracle_values("2+3*4", ["Step 1: 3*4=13, 2+13", "Step 2: 2+13=15", "The answer is \\boxed{15}"]) == [0.0] * 3
+    )
     assert oracle_values("2+3*4", RIGHT[:2] + ["The answer is \\boxed{15}"]) == [1.0, 1.0, 0.0]
     assert oracle_values("2+3*4", [RIGHT[0], "Step 2: 2+12=15", "The answer is \\boxed{15}"]) == [1.0, 0.0, 0.0]
     assert oracle_values("2+3*4", ["hello", RIGHT[0]]) == [0.0, 0.0]
@@ -90,8 +97,19 @@ def test_each_distinct_node_is_labelled_once():
     spec_leaf = trees[0]
     from sppd.records import Node
 
-    spec_leaf.nodes.append(Node(id=6, parent=1, depth=2, text="The answer is \\boxed{13}", token_ids=[1],
-                                token_logps=[0.0], finish_reason="eos", terminal=True, correct=False))
+    spec_leaf.nodes.append(
+        Node(
+            id=6,
+            parent=1,
+            depth=2,
+            text="The answer is \\boxed{13}",
+            token_ids=[1],
+            token_logps=[0.0],
+            finish_reason="eos",
+            terminal=True,
+            correct=False,
+        )
+    )
     spec_leaf.nodes[1].children.append(6)
     attach_mc_values(spec_leaf)
     examples = labelled_paths(new_toy_prm(*random_backbone(TINY)), trees, 1)

@@ -16,9 +16,14 @@ def test_greedy_matches_model_generate_with_padding(tiny_policy):
     prefixes = _prefixes(tok)
     ours = engine.generate(prefixes, 1, GenerationParams(max_new_tokens=12, greedy=True), seed=0)
     for prefix, (sample,) in zip(prefixes, ours):
-        ref = model.generate(torch.tensor([prefix]), max_new_tokens=12, do_sample=False, eos_token_id=tok.eos_token_id,
-                             pad_token_id=tok.pad_token_id)
-        expected = ref[0, len(prefix):].tolist()
+        ref = model.generate(
+            torch.tensor([prefix]),
+            max_new_tokens=12,
+            do_sample=False,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+        )
+        expected = ref[0, len(prefix) :].tolist()
         assert sample.token_ids == expected[: len(sample.token_ids)]
         assert len(sample.token_ids) == len(expected) or sample.finish_reason == FinishReason.EOS
 

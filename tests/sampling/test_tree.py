@@ -12,8 +12,18 @@ from sppd.sampling.tree import TreeParams, TreeSampler, path_token_ids, selectio
 
 
 def _params(**kw):
-    base = dict(K=12, C=2, max_depth=4, max_step_tokens=6, max_total_tokens=40, temperature=1.0, top_p=1.0,
-                selection_temperature=1.0, delimiter="\n", answer_pattern=r"\\boxed|The answer is")
+    base = dict(
+        K=12,
+        C=2,
+        max_depth=4,
+        max_step_tokens=6,
+        max_total_tokens=40,
+        temperature=1.0,
+        top_p=1.0,
+        selection_temperature=1.0,
+        delimiter="\n",
+        answer_pattern=r"\\boxed|The answer is",
+    )
     base.update(kw)
     return TreeParams(**base)
 
@@ -109,8 +119,10 @@ def test_selection_follows_normalized_scores(tiny_policy):
 def test_same_seed_same_trees(tiny_policy, newline_bias):
     model, tok = tiny_policy
     problems, prompts = _problems(tok)
-    runs = [TreeSampler(HFEngine(model, tok, batch_size=bs), _params(), toy_judge).sample(problems, prompts, seed=s)
-            for bs, s in [(64, 9), (64, 9), (64, 10)]]
+    runs = [
+        TreeSampler(HFEngine(model, tok, batch_size=bs), _params(), toy_judge).sample(problems, prompts, seed=s)
+        for bs, s in [(64, 9), (64, 9), (64, 10)]
+    ]
     dump = [[t.to_dict() for t in r] for r in runs]
     assert dump[0] == dump[1]
     assert dump[0] != dump[2]

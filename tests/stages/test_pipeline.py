@@ -8,10 +8,22 @@ from sppd.stages import pipeline
 
 
 def _cfg(run_dir, model_dir, *extra):
-    return load_run_config("toy-tiny", [f"run_dir={run_dir}", f"model.path={model_dir}", "problems.n=4",
-                                        "eval.n_problems=4", "eval.n_samples=2", "pipeline.gammas=[0.5]",
-                                        "prm.synthetic_solutions=8", "sample.K=3", "pipeline.val_benchmark=toy-val",
-                                        "pipeline.val_problems=5", *extra])
+    return load_run_config(
+        "toy-tiny",
+        [
+            f"run_dir={run_dir}",
+            f"model.path={model_dir}",
+            "problems.n=4",
+            "eval.n_problems=4",
+            "eval.n_samples=2",
+            "pipeline.gammas=[0.5]",
+            "prm.synthetic_solutions=8",
+            "sample.K=3",
+            "pipeline.val_benchmark=toy-val",
+            "pipeline.val_problems=5",
+            *extra,
+        ],
+    )
 
 
 def test_pipeline_runs_resumes_and_reports(tmp_path, tiny_policy_dir):
@@ -21,7 +33,11 @@ def test_pipeline_runs_resumes_and_reports(tmp_path, tiny_policy_dir):
     assert "## Table 1 analogue — toy" in report and "## Table 4 analogue" in report
     assert "| Base |" in report and "Wall time per step" in report
     # every ablation row (and the start it is compared with) at one N: pipeline.ablation_eval_samples=4
-    assert "evaluated with N=4." in report and "| Δ Greedy | Δ MAJ@4 |" in report and "| ablation/dynamic margin |" in report
+    assert (
+        "evaluated with N=4." in report
+        and "| Δ Greedy | Δ MAJ@4 |" in report
+        and "| ablation/dynamic margin |" in report
+    )
     # Stage 2 starts from the Stage-1 model with the best validation accuracy, and the report says so
     val = first["runs"][0]["val"]
     assert set(val) == {"Base", "SFT-PRM", "+DPO-PRM", "+SPPD"} and all(0 <= a <= 1 for a in val.values())
@@ -40,8 +56,15 @@ def test_pipeline_runs_resumes_and_reports(tmp_path, tiny_policy_dir):
 
 
 def _run(rows):
-    evals = {name: {"toy": {"greedy": {"acc": a, "lo": a - 0.05, "hi": a + 0.05},
-                            "maj": {"acc": a, "lo": a - 0.05, "hi": a + 0.05}}} for name, a in rows.items()}
+    evals = {
+        name: {
+            "toy": {
+                "greedy": {"acc": a, "lo": a - 0.05, "hi": a + 0.05},
+                "maj": {"acc": a, "lo": a - 0.05, "hi": a + 0.05},
+            }
+        }
+        for name, a in rows.items()
+    }
     return {"evals": evals}
 
 

@@ -46,8 +46,11 @@ def test_killed_run_resumes_to_the_same_trees(tmp_path, tiny_policy_dir):
     sample.main(load_run_config("toy-tiny", [f"run_dir={tmp_path / 'full'}", f"model.path={tiny_policy_dir}", *extra]))
 
     run = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "sppd", *_args(run, tiny_policy_dir, *extra)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sppd", *_args(run, tiny_policy_dir, *extra)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     shards_dir = run / "trees"
     deadline = time.time() + 120
     while time.time() < deadline and len(list(shards_dir.glob("records-*.jsonl"))) < 2:
@@ -71,7 +74,14 @@ def test_killed_run_resumes_to_the_same_trees(tmp_path, tiny_policy_dir):
 def test_malformed_problems_file_is_a_clear_error(tmp_path, tiny_policy_dir):
     bad = tmp_path / "problems.jsonl"
     bad.write_text('{"question": "1+1", "answer": "2"}\n{"question": "2+2"}\n')
-    res = _cli("sample", "-c", "toy-tiny", f"run_dir={tmp_path / 'run'}", f"model.path={tiny_policy_dir}",
-               f"problems.source={bad}", "problems.n=null")
+    res = _cli(
+        "sample",
+        "-c",
+        "toy-tiny",
+        f"run_dir={tmp_path / 'run'}",
+        f"model.path={tiny_policy_dir}",
+        f"problems.source={bad}",
+        "problems.n=null",
+    )
     assert res.returncode == 2
     assert "problems.jsonl:2" in res.stderr and "answer" in res.stderr and "Traceback" not in res.stderr

@@ -25,7 +25,10 @@ def test_right_solution():
     assert check_steps(Q, RIGHT) == [True, True, True, True]
     # Steps as the sampler cuts them (delimiter kept) and without the optional state.
     assert check_steps(Q, [s + "\n" for s in RIGHT]) == [True] * 4
-    assert check_steps(Q, ["Step 1: 3*4=12", "Step 2: 7+12=19", "Step 3: 19-5=14", "The answer is \\boxed{14}"]) == [True] * 4
+    assert (
+        check_steps(Q, ["Step 1: 3*4=12", "Step 2: 7+12=19", "Step 3: 19-5=14", "The answer is \\boxed{14}"])
+        == [True] * 4
+    )
 
 
 def test_wrong_arithmetic_is_flagged_once():
@@ -45,8 +48,12 @@ def test_wrong_state_copy_and_unavailable_operands():
 
 def test_other_valid_orders_are_accepted():
     # 12-5 after 7+12: a '+' before the left operand keeps the value.
-    assert check_steps(Q, ["Step 1: 3*4=12, 7+12-5", "Step 2: 12-5=7, 7+7", "Step 3: 7+7=14",
-                           "The answer is \\boxed{14}"]) == [True] * 4
+    assert (
+        check_steps(
+            Q, ["Step 1: 3*4=12, 7+12-5", "Step 2: 12-5=7, 7+7", "Step 3: 7+7=14", "The answer is \\boxed{14}"]
+        )
+        == [True] * 4
+    )
     # A later product first.
     assert check_steps("2*3+4*5", ["Step 1: 4*5=20, 2*3+20", "Step 2: 2*3=6, 6+20"]) == [True, True]
 

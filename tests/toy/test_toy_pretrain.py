@@ -24,8 +24,18 @@ TINY_MODEL = ToyModelConfig(hidden_size=32, num_layers=1, num_heads=2, intermedi
 
 
 def tiny_cfg(**kw) -> ToyPretrainConfig:
-    base = dict(world=ToyWorldConfig(max_ops=2), model=TINY_MODEL, n_train_problems=64, steps=4,
-                batch_size=8, lr=3e-3, warmup_steps=1, eval_every=2, n_eval=4, eval_batch_size=4)
+    base = dict(
+        world=ToyWorldConfig(max_ops=2),
+        model=TINY_MODEL,
+        n_train_problems=64,
+        steps=4,
+        batch_size=8,
+        lr=3e-3,
+        warmup_steps=1,
+        eval_every=2,
+        n_eval=4,
+        eval_batch_size=4,
+    )
     base.update(kw)
     return ToyPretrainConfig(**base)
 
@@ -53,7 +63,7 @@ def test_corpus_examples_end_with_eos_after_prompt():
     assert len(examples) == 64 and 0.0 < clean <= 1.0
     text = tok.decode(examples[0], skip_special_tokens=True)
     assert examples[0][0] == tok.bos_token_id and examples[0][-1] == tok.eos_token_id
-    assert tok.decode(examples[0][:prompt_lens[0]], skip_special_tokens=True) == text.split("\n")[0] + "\n"
+    assert tok.decode(examples[0][: prompt_lens[0]], skip_special_tokens=True) == text.split("\n")[0] + "\n"
 
 
 def test_lr_schedule():

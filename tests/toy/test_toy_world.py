@@ -63,12 +63,7 @@ def test_solve_and_format_hand_example():
     assert [(s.a, s.op, s.b, s.result) for s in steps] == [(3, "*", 4, 12), (7, "+", 12, 19), (19, "-", 5, 14)]
     assert [s.state for s in steps] == ["7+12-5", "19-5", "14"]
     text = format_solution(steps, 14)
-    assert text == (
-        "Step 1: 3*4=12, 7+12-5\n"
-        "Step 2: 7+12=19, 19-5\n"
-        "Step 3: 19-5=14\n"
-        "The answer is \\boxed{14}"
-    )
+    assert text == ("Step 1: 3*4=12, 7+12-5\nStep 2: 7+12=19, 19-5\nStep 3: 19-5=14\nThe answer is \\boxed{14}")
     assert STEP_DELIMITER == "\n"
     assert prompt_text("7+3*4-5") == "Q: 7+3*4-5\n"
 
@@ -77,7 +72,11 @@ def test_solve_left_to_right_and_negative_states():
     # Products first, left to right; then +/- left to right (not right to left).
     steps = solve("2*3-8+1*4")
     assert [(s.a, s.op, s.b, s.result) for s in steps] == [
-        (2, "*", 3, 6), (1, "*", 4, 4), (6, "-", 8, -2), (-2, "+", 4, 2)]
+        (2, "*", 3, 6),
+        (1, "*", 4, 4),
+        (6, "-", 8, -2),
+        (-2, "+", 4, 2),
+    ]
     assert steps[2].state == "-2+4"
     assert solve("9-4-3")[0].result == 5  # (9-4)-3, not 9-(4-3)
     assert parse_expr("-2+4") == ([-2, 4], ["+"])
@@ -85,9 +84,9 @@ def test_solve_left_to_right_and_negative_states():
 
 
 def test_plausible_errors_are_the_documented_slips():
-    assert plausible_error(7, "*", 8, CFG) == (True, 66)       # product >= 30: tens digit +1
-    assert plausible_error(3, "*", 4, CFG) == (False, 13)      # easy: off by one
-    assert plausible_error(3, "-", 8, CFG) == (True, 5)        # crosses zero: sign dropped
+    assert plausible_error(7, "*", 8, CFG) == (True, 66)  # product >= 30: tens digit +1
+    assert plausible_error(3, "*", 4, CFG) == (False, 13)  # easy: off by one
+    assert plausible_error(3, "-", 8, CFG) == (True, 5)  # crosses zero: sign dropped
     assert plausible_error(-5, "+", 2, CFG) == (False, -2)
     assert plausible_error(23, "-", 7, ToyWorldConfig(hard_borrow=True)) == (True, 26)
     assert plausible_error(17, "+", 8, ToyWorldConfig(hard_carry=True)) == (True, 15)

@@ -38,9 +38,19 @@ def test_two_processes_match_one(tmp_path, tiny_policy_dir):
     accelerate_config = resources.files("sppd") / "configs" / "accelerate" / "cpu2.yaml"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ACCELERATE_", "RANK", "WORLD_SIZE", "LOCAL_"))}
     proc = subprocess.run(
-        [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(accelerate_config),
-         str(script), str(config_path)],
-        capture_output=True, text=True, timeout=240, env=env,
+        [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--config_file",
+            str(accelerate_config),
+            str(script),
+            str(config_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
 
@@ -50,6 +60,8 @@ def test_two_processes_match_one(tmp_path, tiny_policy_dir):
     w1, w2, w0 = (load_file(str(p / "model.safetensors")) for p in (out_one, out_two, tiny_policy_dir))
     assert max(float((w1[k] - w0[k]).abs().max()) for k in w0) > 1e-3  # training moved the weights
     assert max(float((w1[k] - w2[k]).abs().max()) for k in w0) < 1e-5
-    losses = [[json.loads(line)["loss"] for line in (o / "metrics.jsonl").read_text().splitlines()]
-              for o in (out_one, out_two)]
+    losses = [
+        [json.loads(line)["loss"] for line in (o / "metrics.jsonl").read_text().splitlines()]
+        for o in (out_one, out_two)
+    ]
     assert losses[1] == pytest.approx(losses[0], abs=1e-5)

@@ -111,8 +111,18 @@ def test_first_step_loss_is_the_hand_derived_margin_loss(tmp_path, tiny_policy_d
     spec = get_objective("step_dpo")
     losses = {}
     for margin in ("dynamic", "fixed", "none"):
-        cfg = make_run_config(tmp_path, "step_dpo", tiny_policy_dir, n=n, name=margin, batch_size=n, max_steps=1,
-                              margin=margin, gamma=gamma, fixed_margin=0.3)
+        cfg = make_run_config(
+            tmp_path,
+            "step_dpo",
+            tiny_policy_dir,
+            n=n,
+            name=margin,
+            batch_size=n,
+            max_steps=1,
+            margin=margin,
+            gamma=gamma,
+            fixed_margin=0.3,
+        )
         losses[margin] = main(cfg)["final_loss"]
     records = read_records(resolve_paths(cfg, spec).data, spec)
     gaps = torch.tensor([r.chosen_value - r.rejected_value for r in records])
@@ -129,8 +139,15 @@ def test_chosen_nll_term_adds_weight_times_per_token_nll(tmp_path, tiny_policy_d
     summed chosen log-probs divided by their token counts (recomputed here from the metrics)."""
     runs = {}
     for w in (0.0, 0.5):
-        cfg = make_run_config(tmp_path, objective, tiny_policy_dir, name=f"{objective}-{w}", batch_size=8,
-                              max_steps=1, chosen_nll_weight=w)
+        cfg = make_run_config(
+            tmp_path,
+            objective,
+            tiny_policy_dir,
+            name=f"{objective}-{w}",
+            batch_size=8,
+            max_steps=1,
+            chosen_nll_weight=w,
+        )
         main(cfg)
         runs[w] = metrics(tmp_path / f"{objective}-{w}" / f"train-{objective}")[0]
     assert "chosen_nll" not in runs[0.0] and runs[0.5]["chosen_nll"] > 0

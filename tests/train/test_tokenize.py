@@ -31,9 +31,19 @@ def chars(tok, text: str) -> list[int]:
 
 
 def step_pair(chosen: str, rejected: str, terminal: bool, prefix: str = "S1\n") -> StepPair:
-    return StepPair(id="s", problem_id="p", prompt="1+2", initial_reason_steps=prefix,
-                    prefix_steps=[prefix.strip()] if prefix else [], chosen=chosen, rejected=rejected,
-                    chosen_value=0.9, rejected_value=0.2, chosen_terminal=terminal, rejected_terminal=terminal)
+    return StepPair(
+        id="s",
+        problem_id="p",
+        prompt="1+2",
+        initial_reason_steps=prefix,
+        prefix_steps=[prefix.strip()] if prefix else [],
+        chosen=chosen,
+        rejected=rejected,
+        chosen_value=0.9,
+        rejected_value=0.2,
+        chosen_terminal=terminal,
+        rejected_terminal=terminal,
+    )
 
 
 def test_sft_is_prompt_then_completion_then_eos(toy_tokenizer):
@@ -48,7 +58,8 @@ def test_sft_is_prompt_then_completion_then_eos(toy_tokenizer):
 def test_step_pair_eos_only_after_a_terminal_step(toy_tokenizer):
     tok = toy_tokenizer
     (mid, end), _ = tokenize_step_pairs(
-        [step_pair("S2", "X2", terminal=False), step_pair("A 3", "A 4", terminal=True)], tok, settings())
+        [step_pair("S2", "X2", terminal=False), step_pair("A 3", "A 4", terminal=True)], tok, settings()
+    )
     # Prompt and prefix are the shared context: BOS + "Q: 1+2\n" + "S1\n".
     assert mid.prompt_ids == [tok.bos_token_id] + chars(tok, "Q: 1+2\nS1\n")
     # An intermediate step ends with the delimiter and never with EOS ...
@@ -67,8 +78,15 @@ def test_step_pair_at_depth_zero_has_only_the_prompt_as_prefix(toy_tokenizer):
 
 def test_sentence_pairs_are_complete_trajectories(toy_tokenizer):
     tok = toy_tokenizer
-    rec = PreferencePair(id="d", problem_id="p", prompt="1+2", chosen="A 3", rejected="A 4",
-                         chosen_steps=["A 3"], rejected_steps=["A 4"])
+    rec = PreferencePair(
+        id="d",
+        problem_id="p",
+        prompt="1+2",
+        chosen="A 3",
+        rejected="A 4",
+        chosen_steps=["A 3"],
+        rejected_steps=["A 4"],
+    )
     (ex,), _ = tokenize_preference_pairs([rec], tok, settings())
     assert ex.chosen_ids == chars(tok, "A 3") + [tok.eos_token_id]
     assert ex.rejected_ids == chars(tok, "A 4") + [tok.eos_token_id]
@@ -96,8 +114,9 @@ def test_overlong_rule_is_applied_and_counted(toy_tokenizer, rule):
 
 def test_pair_truncation_cuts_each_side_to_the_room_left(toy_tokenizer):
     tok = toy_tokenizer
-    (ex,), report = tokenize_step_pairs([step_pair("S2345", "X2", terminal=False)], tok,
-                                        settings(max_length=14, overlong=OverlongRule.TRUNCATE))
+    (ex,), report = tokenize_step_pairs(
+        [step_pair("S2345", "X2", terminal=False)], tok, settings(max_length=14, overlong=OverlongRule.TRUNCATE)
+    )
     assert len(ex.prompt_ids) == 11  # BOS + "Q: 1+2\n" + "S1\n", never cut
     assert ex.chosen_ids == chars(tok, "S23") and ex.rejected_ids == chars(tok, "X2\n")
     assert report.truncated == 1
@@ -105,7 +124,10 @@ def test_pair_truncation_cuts_each_side_to_the_room_left(toy_tokenizer):
 
 def test_collate_sft_masks_exactly_the_completion(toy_tokenizer):
     tok = toy_tokenizer
-    recs = [SFTExample(id=str(i), problem_id="p", prompt="1+2", completion=c, steps=[c]) for i, c in enumerate(["a", "abc"])]
+    recs = [
+        SFTExample(id=str(i), problem_id="p", prompt="1+2", completion=c, steps=[c])
+        for i, c in enumerate(["a", "abc"])
+    ]
     examples, _ = tokenize_sft(recs, tok, settings())
     batch = collate_sft(examples, pad_id=tok.pad_token_id)
     assert batch.input_ids.shape == (2, 12)  # 8 prompt + "abc" + EOS
@@ -117,8 +139,9 @@ def test_collate_sft_masks_exactly_the_completion(toy_tokenizer):
 
 def test_collate_pairs_unshared_and_packed_hold_the_same_tokens(toy_tokenizer):
     tok = toy_tokenizer
-    examples, _ = tokenize_step_pairs([step_pair("S2", "X22", terminal=False), step_pair("A", "B", terminal=True)],
-                                      tok, settings())
+    examples, _ = tokenize_step_pairs(
+        [step_pair("S2", "X22", terminal=False), step_pair("A", "B", terminal=True)], tok, settings()
+    )
     rows = collate_pairs(examples, tok.pad_token_id, prefix_sharing=False)
     packed = collate_pairs(examples, tok.pad_token_id, prefix_sharing=True)
     assert rows.packed is None and packed.rows is None

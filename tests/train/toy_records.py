@@ -32,8 +32,9 @@ def sft_records(n: int, seed: int = 0) -> list[SFTExample]:
     out = []
     for i, q in enumerate(sample_questions(WORLD, "train", n, seed, unique=False)):
         lines = _lines(q)
-        out.append(SFTExample(id=f"sft-{i}", problem_id=f"p{i}", prompt=q,
-                              completion=STEP_DELIMITER.join(lines), steps=lines))
+        out.append(
+            SFTExample(id=f"sft-{i}", problem_id=f"p{i}", prompt=q, completion=STEP_DELIMITER.join(lines), steps=lines)
+        )
     return out
 
 
@@ -41,9 +42,19 @@ def dpo_records(n: int, seed: int = 0) -> list[PreferencePair]:
     out = []
     for i, q in enumerate(sample_questions(WORLD, "train", n, seed, unique=False)):
         good, bad = _lines(q), _lines(q, wrong_at=0)
-        out.append(PreferencePair(id=f"dpo-{i}", problem_id=f"p{i}", prompt=q, chosen=STEP_DELIMITER.join(good),
-                                  rejected=STEP_DELIMITER.join(bad), chosen_steps=good, rejected_steps=bad,
-                                  chosen_value=0.9, rejected_value=0.1))
+        out.append(
+            PreferencePair(
+                id=f"dpo-{i}",
+                problem_id=f"p{i}",
+                prompt=q,
+                chosen=STEP_DELIMITER.join(good),
+                rejected=STEP_DELIMITER.join(bad),
+                chosen_steps=good,
+                rejected_steps=bad,
+                chosen_value=0.9,
+                rejected_value=0.1,
+            )
+        )
     return out
 
 
@@ -59,11 +70,22 @@ def step_pair_records(n: int, seed: int = 0) -> list[StepPair]:
         bad_line = _lines(q, wrong_at=depth)[depth] if depth < len(good) - 1 else answer_line("0")
         prefix = good[:depth]
         terminal = depth == len(good) - 1
-        out.append(StepPair(id=f"sp-{i}", problem_id=f"p{i}", prompt=q,
-                            initial_reason_steps="".join(line + STEP_DELIMITER for line in prefix),
-                            prefix_steps=prefix, chosen=good[depth], rejected=bad_line,
-                            chosen_value=round(rng.uniform(0.6, 1.0), 3), rejected_value=round(rng.uniform(0.0, 0.4), 3),
-                            chosen_terminal=terminal, rejected_terminal=terminal, depth=depth))
+        out.append(
+            StepPair(
+                id=f"sp-{i}",
+                problem_id=f"p{i}",
+                prompt=q,
+                initial_reason_steps="".join(line + STEP_DELIMITER for line in prefix),
+                prefix_steps=prefix,
+                chosen=good[depth],
+                rejected=bad_line,
+                chosen_value=round(rng.uniform(0.6, 1.0), 3),
+                rejected_value=round(rng.uniform(0.0, 0.4), 3),
+                chosen_terminal=terminal,
+                rejected_terminal=terminal,
+                depth=depth,
+            )
+        )
     return out
 
 
@@ -83,9 +105,21 @@ def make_run_config(tmp_path, objective: str, init, n: int = 8, name: str = "run
     data = tmp_path / f"data-{objective}-{n}"
     if not data.exists():
         write_records(data, RECORDS[objective](n))
-    settings = dict(objective=objective, data=str(data), init=str(init), batch_size=4, lr=1e-3, epochs=1,
-                    warmup_ratio=0.0, log_every=1, seed=0)
+    settings = dict(
+        objective=objective,
+        data=str(data),
+        init=str(init),
+        batch_size=4,
+        lr=1e-3,
+        epochs=1,
+        warmup_ratio=0.0,
+        log_every=1,
+        seed=0,
+    )
     settings.update(train)
-    return RunConfig(run_dir=str(tmp_path / name), threads=2,
-                     prompt=PromptConfig(template="Q: {question}\n", chat_template=ChatTemplateMode.NEVER),
-                     train=TrainConfig(**settings))
+    return RunConfig(
+        run_dir=str(tmp_path / name),
+        threads=2,
+        prompt=PromptConfig(template="Q: {question}\n", chat_template=ChatTemplateMode.NEVER),
+        train=TrainConfig(**settings),
+    )

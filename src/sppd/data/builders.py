@@ -127,8 +127,9 @@ def _below_floor(path: ScoredPath, min_value: float | None, counts: Counter) -> 
     return True
 
 
-def build_sft(tree: Tree, counts: Counter | None = None, delimiter: str = "\n",
-              min_value: float | None = None) -> SFTExample | None:
+def build_sft(
+    tree: Tree, counts: Counter | None = None, delimiter: str = "\n", min_value: float | None = None
+) -> SFTExample | None:
     """SFT-PRM example (tau_+ of §4.3), or None when the tree has no usable correct path.
 
     ``min_value``: keep tau_+ only when its lowest step value exceeds it (PRM rejection: a right
@@ -145,14 +146,19 @@ def build_sft(tree: Tree, counts: Counter | None = None, delimiter: str = "\n",
     counts["kept"] += 1
     pid = tree.problem.id
     return SFTExample(
-        id=f"{pid}/sft/{best.leaf}", problem_id=pid, prompt=tree.problem.question,
-        completion=delimiter.join(best.steps), steps=list(best.steps), min_value=best.min_value,
+        id=f"{pid}/sft/{best.leaf}",
+        problem_id=pid,
+        prompt=tree.problem.question,
+        completion=delimiter.join(best.steps),
+        steps=list(best.steps),
+        min_value=best.min_value,
         meta=_path_meta(best),
     )
 
 
-def build_dpo(tree: Tree, counts: Counter | None = None, delimiter: str = "\n",
-              min_value: float | None = None) -> PreferencePair | None:
+def build_dpo(
+    tree: Tree, counts: Counter | None = None, delimiter: str = "\n", min_value: float | None = None
+) -> PreferencePair | None:
     """DPO-PRM pair (chosen tau_+, rejected tau_- of §4.3), or None when a side is missing.
 
     ``chosen_value``/``rejected_value`` are the two paths' minimum step values; ``min_value`` as
@@ -173,10 +179,15 @@ def build_dpo(tree: Tree, counts: Counter | None = None, delimiter: str = "\n",
     counts["kept"] += 1
     pid = tree.problem.id
     return PreferencePair(
-        id=f"{pid}/dpo/{chosen.leaf}-{rejected.leaf}", problem_id=pid, prompt=tree.problem.question,
-        chosen=delimiter.join(chosen.steps), rejected=delimiter.join(rejected.steps),
-        chosen_steps=list(chosen.steps), rejected_steps=list(rejected.steps),
-        chosen_value=chosen.min_value, rejected_value=rejected.min_value,
+        id=f"{pid}/dpo/{chosen.leaf}-{rejected.leaf}",
+        problem_id=pid,
+        prompt=tree.problem.question,
+        chosen=delimiter.join(chosen.steps),
+        rejected=delimiter.join(rejected.steps),
+        chosen_steps=list(chosen.steps),
+        rejected_steps=list(rejected.steps),
+        chosen_value=chosen.min_value,
+        rejected_value=rejected.min_value,
         meta={"chosen": _path_meta(chosen), "rejected": _path_meta(rejected), "gold": tree.problem.gold},
     )
 
@@ -255,16 +266,16 @@ def _parent_pairs(tree: Tree, parent: int, usable: list[int], cfg: BuildConfig, 
     ranked = sorted(usable, key=lambda k: (-tree.nodes[k].value, k))
     out = []
     for i in range(min(cfg.pairs_per_parent, len(ranked) // 2)):
-        w, l = tree.nodes[ranked[i]], tree.nodes[ranked[-1 - i]]
-        gap = float(w.value) - float(l.value)
+        w, r = tree.nodes[ranked[i]], tree.nodes[ranked[-1 - i]]
+        gap = float(w.value) - float(r.value)
         if gap <= GAP_EPS:
             counts["tie"] += 1
         elif cfg.step_pair_mode == StepPairMode.THRESHOLD and gap <= cfg.step_gap + GAP_EPS:
             counts["gap_too_small"] += 1
-        elif w.text == l.text:  # different tokens, same text: nothing to prefer
+        elif w.text == r.text:  # different tokens, same text: nothing to prefer
             counts["same_text"] += 1
         else:
-            out.append(_Candidate(parent, w.id, l.id, gap, w.depth))
+            out.append(_Candidate(parent, w.id, r.id, gap, w.depth))
     return out
 
 
@@ -277,18 +288,32 @@ def _cap(candidates: list[_Candidate], cap: int, counts: Counter) -> list[_Candi
 
 
 def _step_pair(tree: Tree, c: _Candidate, delimiter: str) -> StepPair:
-    w, l = tree.nodes[c.chosen], tree.nodes[c.rejected]
+    w, r = tree.nodes[c.chosen], tree.nodes[c.rejected]
     prefix = path_steps(tree, c.parent) if c.parent >= 0 else []
     parent_value = tree.nodes[c.parent].value if c.parent >= 0 else None
     pid = tree.problem.id
     return StepPair(
-        id=f"{pid}/step/{w.id}-{l.id}", problem_id=pid, prompt=tree.problem.question,
-        initial_reason_steps="".join(s + delimiter for s in prefix), prefix_steps=prefix,
-        chosen=w.text, rejected=l.text, chosen_value=float(w.value), rejected_value=float(l.value),
-        chosen_terminal=ends_trajectory(w), rejected_terminal=ends_trajectory(l), depth=len(prefix),
+        id=f"{pid}/step/{w.id}-{r.id}",
+        problem_id=pid,
+        prompt=tree.problem.question,
+        initial_reason_steps="".join(s + delimiter for s in prefix),
+        prefix_steps=prefix,
+        chosen=w.text,
+        rejected=r.text,
+        chosen_value=float(w.value),
+        rejected_value=float(r.value),
+        chosen_terminal=ends_trajectory(w),
+        rejected_terminal=ends_trajectory(r),
+        depth=len(prefix),
         meta={
-            "parent": c.parent, "chosen_node": w.id, "rejected_node": l.id, "value_gap": c.gap,
-            "parent_value": parent_value, "chosen_finish": w.finish_reason, "rejected_finish": l.finish_reason,
-            "chosen_correct": w.correct, "rejected_correct": l.correct,
+            "parent": c.parent,
+            "chosen_node": w.id,
+            "rejected_node": r.id,
+            "value_gap": c.gap,
+            "parent_value": parent_value,
+            "chosen_finish": w.finish_reason,
+            "rejected_finish": r.finish_reason,
+            "chosen_correct": w.correct,
+            "rejected_correct": r.correct,
         },
     )

@@ -65,9 +65,13 @@ def collate_sft(examples: list[SFTTokens], pad_id: int) -> SFTBatch:
     loss_mask = torch.zeros_like(ids)
     for i, e in enumerate(examples):
         loss_mask[i, len(e.prompt_ids) : len(e.prompt_ids) + len(e.completion_ids)] = 1
-    return SFTBatch(input_ids=ids, attention_mask=attention, loss_mask=loss_mask,
-                    prompt_lens=torch.tensor([len(e.prompt_ids) for e in examples]),
-                    n_tokens=sum(e.n_tokens for e in examples))
+    return SFTBatch(
+        input_ids=ids,
+        attention_mask=attention,
+        loss_mask=loss_mask,
+        prompt_lens=torch.tensor([len(e.prompt_ids) for e in examples]),
+        n_tokens=sum(e.n_tokens for e in examples),
+    )
 
 
 @dataclass(frozen=True)
@@ -123,8 +127,12 @@ def _pair_rows(examples: list[PairTokens], pad_id: int) -> PairRows:
         p = len(e.prompt_ids)
         loss_mask[i, p : p + len(e.chosen_ids)] = 1
         loss_mask[len(examples) + i, p : p + len(e.rejected_ids)] = 1
-    return PairRows(input_ids=ids, attention_mask=attention, loss_mask=loss_mask,
-                    prompt_lens=torch.tensor([len(e.prompt_ids) for e in examples]))
+    return PairRows(
+        input_ids=ids,
+        attention_mask=attention,
+        loss_mask=loss_mask,
+        prompt_lens=torch.tensor([len(e.prompt_ids) for e in examples]),
+    )
 
 
 def collate_pairs(examples: list[PairTokens], pad_id: int, prefix_sharing: bool) -> PairBatch:
@@ -136,7 +144,11 @@ def collate_pairs(examples: list[PairTokens], pad_id: int, prefix_sharing: bool)
         chosen_lens=torch.tensor([len(e.chosen_ids) for e in examples], dtype=torch.float32),
     )
     if prefix_sharing:
-        packed = pack_pairs([e.prompt_ids for e in examples], [e.chosen_ids for e in examples],
-                            [e.rejected_ids for e in examples], pad_id=pad_id)
+        packed = pack_pairs(
+            [e.prompt_ids for e in examples],
+            [e.chosen_ids for e in examples],
+            [e.rejected_ids for e in examples],
+            pad_id=pad_id,
+        )
         return PairBatch(packed=packed, **common)
     return PairBatch(rows=_pair_rows(examples, pad_id), **common)

@@ -36,8 +36,12 @@ class TokenizeSettings:
 
     def key(self) -> dict:
         """Plain data identifying these settings, for cache keys."""
-        return {"max_length": self.max_length, "overlong": str(self.overlong), "delimiter": self.delimiter,
-                "prompt": {k: str(v) for k, v in asdict(self.prompt).items()}}
+        return {
+            "max_length": self.max_length,
+            "overlong": str(self.overlong),
+            "delimiter": self.delimiter,
+            "prompt": {k: str(v) for k, v in asdict(self.prompt).items()},
+        }
 
 
 @dataclass(frozen=True)
@@ -90,8 +94,10 @@ class TokenizeReport:
         return asdict(self)
 
     def describe(self, rule: OverlongRule, max_length: int) -> str:
-        return (f"tokenize: {self.kept}/{self.records} examples kept; over max_length={max_length} "
-                f"(rule {rule}): {self.dropped_overlong} dropped, {self.truncated} truncated")
+        return (
+            f"tokenize: {self.kept}/{self.records} examples kept; over max_length={max_length} "
+            f"(rule {rule}): {self.dropped_overlong} dropped, {self.truncated} truncated"
+        )
 
 
 class _Encoder:
@@ -125,8 +131,9 @@ class _Encoder:
         return self.complete(text) if terminal else self.text(text + self.settings.delimiter)
 
 
-def fit_completions(prompt_len: int, completions: list[list[int]], settings: TokenizeSettings
-                    ) -> tuple[list[list[int]] | None, bool]:
+def fit_completions(
+    prompt_len: int, completions: list[list[int]], settings: TokenizeSettings
+) -> tuple[list[list[int]] | None, bool]:
     """Apply the over-long rule to completions that each follow a prompt of ``prompt_len`` tokens.
 
     Returns ``(completions or None if dropped, whether any was truncated)``. Each sequence
@@ -143,8 +150,9 @@ def fit_completions(prompt_len: int, completions: list[list[int]], settings: Tok
     return [c[:room] for c in completions], True
 
 
-def tokenize_sft(records: Iterable[SFTExample], tokenizer, settings: TokenizeSettings
-                 ) -> tuple[list[SFTTokens], TokenizeReport]:
+def tokenize_sft(
+    records: Iterable[SFTExample], tokenizer, settings: TokenizeSettings
+) -> tuple[list[SFTTokens], TokenizeReport]:
     """SFT: prompt ids + completion ids + EOS (the completion is a complete trajectory)."""
     enc, report, out = _Encoder(tokenizer, settings), TokenizeReport(), []
     for rec in records:
@@ -160,8 +168,9 @@ def tokenize_sft(records: Iterable[SFTExample], tokenizer, settings: TokenizeSet
     return out, report
 
 
-def tokenize_preference_pairs(records: Iterable[PreferencePair], tokenizer, settings: TokenizeSettings
-                              ) -> tuple[list[PairTokens], TokenizeReport]:
+def tokenize_preference_pairs(
+    records: Iterable[PreferencePair], tokenizer, settings: TokenizeSettings
+) -> tuple[list[PairTokens], TokenizeReport]:
     """Sentence-level DPO: both sides are complete trajectories, so both end with EOS."""
     enc, report, out = _Encoder(tokenizer, settings), TokenizeReport(), []
     for rec in records:
@@ -173,15 +182,22 @@ def tokenize_preference_pairs(records: Iterable[PreferencePair], tokenizer, sett
             report.drop(rec.id)
             continue
         report.truncated += cut
-        out.append(PairTokens(prompt_ids=prompt_ids, chosen_ids=fitted[0], rejected_ids=fitted[1],
-                              chosen_value=float(rec.chosen_value or 0.0),
-                              rejected_value=float(rec.rejected_value or 0.0)))
+        out.append(
+            PairTokens(
+                prompt_ids=prompt_ids,
+                chosen_ids=fitted[0],
+                rejected_ids=fitted[1],
+                chosen_value=float(rec.chosen_value or 0.0),
+                rejected_value=float(rec.rejected_value or 0.0),
+            )
+        )
     report.kept = len(out)
     return out, report
 
 
-def tokenize_step_pairs(records: Iterable[StepPair], tokenizer, settings: TokenizeSettings
-                        ) -> tuple[list[PairTokens], TokenizeReport]:
+def tokenize_step_pairs(
+    records: Iterable[StepPair], tokenizer, settings: TokenizeSettings
+) -> tuple[list[PairTokens], TokenizeReport]:
     """Step pairs: prompt + prefix steps as the shared context; each step + delimiter, or + EOS
     when that step ends its trajectory (``chosen_terminal`` / ``rejected_terminal``)."""
     enc, report, out = _Encoder(tokenizer, settings), TokenizeReport(), []
@@ -195,7 +211,14 @@ def tokenize_step_pairs(records: Iterable[StepPair], tokenizer, settings: Tokeni
             report.drop(rec.id)
             continue
         report.truncated += cut
-        out.append(PairTokens(prompt_ids=prompt_ids, chosen_ids=fitted[0], rejected_ids=fitted[1],
-                              chosen_value=float(rec.chosen_value), rejected_value=float(rec.rejected_value)))
+        out.append(
+            PairTokens(
+                prompt_ids=prompt_ids,
+                chosen_ids=fitted[0],
+                rejected_ids=fitted[1],
+                chosen_value=float(rec.chosen_value),
+                rejected_value=float(rec.rejected_value),
+            )
+        )
     report.kept = len(out)
     return out, report

@@ -82,21 +82,20 @@ def _math500_gold(value: Any) -> str:
 _PACKAGED = (
     # name, file under benchdata, count, question field, answer field, id field, gold extraction
     _PackagedSet("gsm8k", "gsm8k/test.jsonl", 1319, "question", "answer", None, gsm8k_gold),
-    _PackagedSet(
-        "math500", "math500/test.jsonl", 500, "problem", "answer", "unique_id", _math500_gold
-    ),
-    _PackagedSet(
-        "gaokao2023en", "gaokao2023en/test.jsonl", 385, "question", "answer", None, gaokao_gold
-    ),
+    _PackagedSet("math500", "math500/test.jsonl", 500, "problem", "answer", "unique_id", _math500_gold),
+    _PackagedSet("gaokao2023en", "gaokao2023en/test.jsonl", 385, "question", "answer", None, gaokao_gold),
     _PackagedSet("ocw", "minerva_math/test.jsonl", 272, "problem", "solution", "idx", boxed_gold),
     _PackagedSet(
-        "olympiadbench", "olympiadbench/test.jsonl", 675, "question", "final_answer", "id",
+        "olympiadbench",
+        "olympiadbench/test.jsonl",
+        675,
+        "question",
+        "final_answer",
+        "id",
         olympiadbench_gold,
     ),
     _PackagedSet("gsm8k_train", "gsm8k/train.jsonl", 7473, "question", "answer", None, gsm8k_gold),
-    _PackagedSet(
-        "math_train", "math/train.jsonl", 7500, "problem", "solution", "unique_id", boxed_gold
-    ),
+    _PackagedSet("math_train", "math/train.jsonl", 7500, "problem", "solution", "unique_id", boxed_gold),
 )
 
 _REGISTRY: dict[str, Callable[[], list[BenchmarkProblem]]] = {}
@@ -232,9 +231,7 @@ def _field(record: dict, name: str) -> Any:
     return record[name]
 
 
-def training_prompt_mix(
-    n: int = 10000, gsm8k_frac: float = 0.4, seed: int = 0
-) -> list[BenchmarkProblem]:
+def training_prompt_mix(n: int = 10000, gsm8k_frac: float = 0.4, seed: int = 0) -> list[BenchmarkProblem]:
     """The paper's training prompts: ``n`` problems, ``gsm8k_frac`` from GSM8K train, the rest
     from MATH train, drawn without replacement and shuffled; the same seed gives the same list.
 
@@ -247,8 +244,7 @@ def training_prompt_mix(
     n_math = n - n_gsm8k
     if n_gsm8k > len(gsm8k) or n_math > len(math_train):
         raise ValueError(
-            f"asked for {n_gsm8k} GSM8K and {n_math} MATH problems; "
-            f"only {len(gsm8k)} and {len(math_train)} exist"
+            f"asked for {n_gsm8k} GSM8K and {n_math} MATH problems; only {len(gsm8k)} and {len(math_train)} exist"
         )
     rng = random.Random(seed)
     mix = rng.sample(gsm8k, n_gsm8k) + rng.sample(math_train, n_math)

@@ -51,8 +51,6 @@ class GraderConfig:
     """Address-space cap of each worker process; None leaves it unlimited."""
 
 
-
-
 class Grader:
     """Grades (gold, prediction) answer pairs; a context manager owning the worker processes.
 
@@ -74,9 +72,7 @@ class Grader:
     ) -> None:
         if timeout_s <= 0 or workers < 1 or max_answer_chars < 1:
             raise ValueError("timeout_s must be > 0, workers >= 1 and max_answer_chars >= 1")
-        self.config = GraderConfig(
-            use_fast_path, float(timeout_s), workers, max_answer_chars, memory_limit_mb
-        )
+        self.config = GraderConfig(use_fast_path, float(timeout_s), workers, max_answer_chars, memory_limit_mb)
         self._pool = VerifyPool(workers, memory_limit_mb)
         self._lock = threading.Lock()
         # Workers must not outlive a grader that was never closed (or the interpreter).
@@ -111,9 +107,7 @@ class Grader:
         todo = [i for i, result in enumerate(results) if result is None]
         if todo:
             with self._lock:
-                outcomes = self._pool.run(
-                    [(pairs[i][0], pairs[i][1]) for i in todo], self.config.timeout_s
-                )
+                outcomes = self._pool.run([(pairs[i][0], pairs[i][1]) for i in todo], self.config.timeout_s)
             for i, outcome in zip(todo, outcomes, strict=True):
                 results[i] = outcome
         return [r for r in results if r is not None]

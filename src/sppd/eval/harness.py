@@ -27,19 +27,34 @@ def split_steps(text: str, delimiter: str) -> list[str]:
 
 
 def generate_records(
-    engine: Engine, problems: Sequence[Problem], prompts: Sequence[list[int]], n_samples: int,
-    sample_params: GenerationParams, greedy_params: GenerationParams, seed: int,
+    engine: Engine,
+    problems: Sequence[Problem],
+    prompts: Sequence[list[int]],
+    n_samples: int,
+    sample_params: GenerationParams,
+    greedy_params: GenerationParams,
+    seed: int,
 ) -> list[dict[str, Any]]:
     """Greedy completion plus ``n_samples`` sampled completions per problem (texts and token counts)."""
     greedy = engine.generate(list(prompts), 1, greedy_params, seed=seed)
-    sampled = engine.generate(list(prompts), n_samples, sample_params, seed=seed + 1) if n_samples else [[] for _ in prompts]
+    sampled = (
+        engine.generate(list(prompts), n_samples, sample_params, seed=seed + 1) if n_samples else [[] for _ in prompts]
+    )
     records = []
     for problem, (g,), group in zip(problems, greedy, sampled):
-        records.append({
-            "id": problem.id, "question": problem.question, "gold": problem.gold, "source": problem.source,
-            "greedy": {"text": g.text, "n_tokens": len(g.token_ids), "finish_reason": str(g.finish_reason)},
-            "samples": [{"text": s.text, "n_tokens": len(s.token_ids), "finish_reason": str(s.finish_reason)} for s in group],
-        })
+        records.append(
+            {
+                "id": problem.id,
+                "question": problem.question,
+                "gold": problem.gold,
+                "source": problem.source,
+                "greedy": {"text": g.text, "n_tokens": len(g.token_ids), "finish_reason": str(g.finish_reason)},
+                "samples": [
+                    {"text": s.text, "n_tokens": len(s.token_ids), "finish_reason": str(s.finish_reason)}
+                    for s in group
+                ],
+            }
+        )
     return records
 
 
@@ -70,7 +85,9 @@ def score_records(records: Sequence[dict], prm: ProcessRewardModel, delimiter: s
 
 
 def _sample(c: dict) -> methods.Sample:
-    return methods.Sample(answer=c.get("answer", ""), correct=bool(c.get("correct")), step_scores=tuple(c.get("step_scores", ())))
+    return methods.Sample(
+        answer=c.get("answer", ""), correct=bool(c.get("correct")), step_scores=tuple(c.get("step_scores", ()))
+    )
 
 
 def problem_outcomes(record: dict, how: methods.SampleScore, with_prm: bool, equivalent=None) -> dict[str, bool]:
@@ -88,8 +105,9 @@ def problem_outcomes(record: dict, how: methods.SampleScore, with_prm: bool, equ
     return out
 
 
-def summarize(records: Sequence[dict], how: methods.SampleScore, with_prm: bool, n_boot: int, seed: int,
-              equivalent=None) -> dict[str, Any]:
+def summarize(
+    records: Sequence[dict], how: methods.SampleScore, with_prm: bool, n_boot: int, seed: int, equivalent=None
+) -> dict[str, Any]:
     """Accuracy of each method with a 95% bootstrap interval, plus generation statistics."""
     outcomes = [problem_outcomes(r, how, with_prm, equivalent) for r in records]
     metrics: dict[str, Any] = {"n_problems": len(records), "n_samples": len(records[0]["samples"]) if records else 0}

@@ -91,9 +91,7 @@ def group_answers(answers: Sequence[str], equivalent: Equivalence | None = None)
         key = canonical_answer(answer)
         found = next((g for g, k in enumerate(keys) if k == key), None)
         if found is None:
-            found = next(
-                (g for g, rep in enumerate(representatives) if equivalent(rep, answer)), None
-            )
+            found = next((g for g, rep in enumerate(representatives) if equivalent(rep, answer)), None)
         if found is None:
             representatives.append(answer)
             keys.append(key)
@@ -108,9 +106,7 @@ def _no_answer(samples: Sequence[Sample]) -> MethodResult:
     return MethodResult("", False)
 
 
-def _pick_group(
-    samples: Sequence[Sample], weights: Sequence[float], equivalent: Equivalence | None
-) -> MethodResult:
+def _pick_group(samples: Sequence[Sample], weights: Sequence[float], equivalent: Equivalence | None) -> MethodResult:
     """The group with the largest summed weight; ties -> the group first seen."""
     groups = group_answers([s.answer for s in samples], equivalent)
     totals: dict[int, float] = {}

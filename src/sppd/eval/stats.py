@@ -84,8 +84,7 @@ def markdown_table(
     if not columns:
         raise ValueError("markdown_table needs at least one column")
     numeric = {
-        c: bool(rows) and all(isinstance(r.get(c), (int, float, ConfidenceInterval)) for r in rows)
-        for c in columns
+        c: bool(rows) and all(isinstance(r.get(c), (int, float, ConfidenceInterval)) for r in rows) for c in columns
     }
     lines = [
         "| " + " | ".join(columns) + " |",

@@ -22,8 +22,6 @@ from enum import StrEnum
 from multiprocessing.connection import Connection, wait
 
 
-
-
 class GradePath(StrEnum):
     """Which part of the grader decided an answer."""
 
@@ -43,6 +41,7 @@ class GradeResult:
     correct: bool
     path: GradePath
     reason: str
+
 
 # --------------------------------------------------------------------------- worker processes
 
@@ -248,4 +247,3 @@ class VerifyPool:
             elif not worker.ready and now >= worker.started_at + _STARTUP_TIMEOUT_S:
                 self._replace(worker)
                 raise RuntimeError("math-verify worker did not start in time")
-

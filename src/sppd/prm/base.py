@@ -100,14 +100,10 @@ def check_scores(scores: Sequence[Sequence[float]], items: Sequence[PRMInput], w
         raise PRMScoreError(f"{where}: got scores for {len(scores)} items, expected {len(items)}")
     for i, (item_scores, item) in enumerate(zip(scores, items)):
         if len(item_scores) != len(item.steps):
-            raise PRMScoreError(
-                f"{where}: item {i}: got {len(item_scores)} scores for {len(item.steps)} steps"
-            )
+            raise PRMScoreError(f"{where}: item {i}: got {len(item_scores)} scores for {len(item.steps)} steps")
         for j, value in enumerate(item_scores):
             if isinstance(value, bool) or not isinstance(value, int | float):
-                raise PRMScoreError(
-                    f"{where}: item {i}, step {j}: score {value!r} is not a number"
-                )
+                raise PRMScoreError(f"{where}: item {i}, step {j}: score {value!r} is not a number")
             if math.isnan(value):
                 raise PRMScoreError(f"{where}: item {i}, step {j}: score is NaN")
             if not 0.0 <= value <= 1.0:
@@ -135,13 +131,9 @@ def register_prm(name: str, dotted_path: str, *, replace: bool = False) -> None:
     """
     module_name, sep, attr = dotted_path.partition(":")
     if not sep or not module_name or not attr:
-        raise ValueError(
-            f"PRM {name!r}: dotted path must look like 'module:factory', got {dotted_path!r}"
-        )
+        raise ValueError(f"PRM {name!r}: dotted path must look like 'module:factory', got {dotted_path!r}")
     if name in _PRMS and _PRMS[name] != dotted_path and not replace:
-        raise ValueError(
-            f"PRM {name!r} is already registered as {_PRMS[name]!r}; pass replace=True to override"
-        )
+        raise ValueError(f"PRM {name!r} is already registered as {_PRMS[name]!r}; pass replace=True to override")
     _PRMS[name] = dotted_path
 
 
@@ -158,9 +150,7 @@ def build_prm(name: str, **kwargs: Any) -> ProcessRewardModel:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ImportError(
-            f"PRM {name!r} ({_PRMS[name]}) could not be imported: {exc}"
-        ) from exc
+        raise ImportError(f"PRM {name!r} ({_PRMS[name]}) could not be imported: {exc}") from exc
     factory = getattr(module, attr, None)
     if factory is None:
         raise ImportError(f"PRM {name!r}: module {module_name!r} has no attribute {attr!r}")

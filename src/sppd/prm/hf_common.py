@@ -73,9 +73,7 @@ def resolve_dtype(dtype: PRMDType | str, device: torch.device) -> torch.dtype:
     if choice is PRMDType.AUTO:
         bf16_ok = device.type == "cuda" and torch.cuda.is_bf16_supported()
         return torch.bfloat16 if bf16_ok else torch.float32
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[
-        choice.value
-    ]
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[choice.value]
 
 
 def resolve_folder(path: str | Path) -> Path:
@@ -100,9 +98,7 @@ def resolve_folder(path: str | Path) -> Path:
 def load_tokenizer(folder: Path, options: HFPRMOptions) -> PreTrainedTokenizerBase:
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(
-        folder, local_files_only=True, trust_remote_code=options.trust_remote_code
-    )
+    return AutoTokenizer.from_pretrained(folder, local_files_only=True, trust_remote_code=options.trust_remote_code)
 
 
 def load_causal_lm(folder: Path, options: HFPRMOptions) -> PreTrainedModel:
@@ -180,9 +176,7 @@ def quiet_transformers() -> Iterator[None]:
         logging.set_verbosity(previous)
 
 
-def load_qwen2_backbone(
-    folder: Path, dtype: torch.dtype, device: torch.device
-) -> PreTrainedModel:
+def load_qwen2_backbone(folder: Path, dtype: torch.dtype, device: torch.device) -> PreTrainedModel:
     """The ``Qwen2Model`` inside a with-head checkpoint (``model.*`` weights).
 
     A backbone weight missing from the folder is an error: transformers would otherwise fill

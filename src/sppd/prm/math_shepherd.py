@@ -43,9 +43,7 @@ class MathShepherdPRM:
 
     name = "math-shepherd"
 
-    def __init__(
-        self, model: Any, tokenizer: Any, options: HFPRMOptions, number_steps: bool = True
-    ) -> None:
+    def __init__(self, model: Any, tokenizer: Any, options: HFPRMOptions, number_steps: bool = True) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.options = options
@@ -75,18 +73,14 @@ class MathShepherdPRM:
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor
     ) -> torch.Tensor:
         """``P(+)`` against ``-`` for the token after every position, ``(B, T)``."""
-        logits = candidate_logits(
-            self.model, self.candidate_ids, input_ids, attention_mask, position_ids
-        )
+        logits = candidate_logits(self.model, self.candidate_ids, input_ids, attention_mask, position_ids)
         return torch.softmax(logits, dim=-1)[..., 0]
 
     def score(self, items: Sequence[PRMInput]) -> list[list[float]]:
         return score_with_token_model(self, items, self.options, self.device)
 
 
-def build_math_shepherd_prm(
-    path: str | Path, *, number_steps: bool = True, **options: Any
-) -> MathShepherdPRM:
+def build_math_shepherd_prm(path: str | Path, *, number_steps: bool = True, **options: Any) -> MathShepherdPRM:
     """Load a Math-Shepherd folder; ``options`` are ``HFPRMOptions`` fields.
 
     ``number_steps=False`` drops the ``Step k: `` prefixes for steps that already carry them.

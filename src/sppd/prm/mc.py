@@ -41,8 +41,10 @@ def subtree_path_counts(tree: Tree, leaf_correct: dict[int, bool] | None = None)
     # Children are created after their parents, so a reverse sweep sees every child first.
     for node in reversed(tree.nodes):
         if node.parent >= node.id:
-            raise ValueError(f"problem {tree.problem.id}: node {node.id} has parent {node.parent} "
-                             "created after it; trees must list parents before children")
+            raise ValueError(
+                f"problem {tree.problem.id}: node {node.id} has parent {node.parent} "
+                "created after it; trees must list parents before children"
+            )
         if node.terminal:
             paths[node.id] += 1
             ok = node.correct if leaf_correct is None else leaf_correct.get(node.id, node.correct)
@@ -53,8 +55,9 @@ def subtree_path_counts(tree: Tree, leaf_correct: dict[int, bool] | None = None)
     return paths, correct
 
 
-def attach_mc_values(tree: Tree, rollouts: RolloutCounts | None = None,
-                     leaf_correct: dict[int, bool] | None = None) -> None:
+def attach_mc_values(
+    tree: Tree, rollouts: RolloutCounts | None = None, leaf_correct: dict[int, bool] | None = None
+) -> None:
     """Set ``mc_value`` and ``mc_count`` of every node (in place); see the module docstring.
 
     ``rollouts`` adds extra complete paths per node (from ``rollout_counts``); a rollout from
@@ -70,8 +73,9 @@ def attach_mc_values(tree: Tree, rollouts: RolloutCounts | None = None,
         node.mc_value = correct[node.id] / paths[node.id] if paths[node.id] else None
 
 
-def rollout_plan(tree: Tree, min_paths: int = 0, per_node: int = 0,
-                 nodes: RolloutNodes | str = RolloutNodes.BRANCHING) -> dict[int, int]:
+def rollout_plan(
+    tree: Tree, min_paths: int = 0, per_node: int = 0, nodes: RolloutNodes | str = RolloutNodes.BRANCHING
+) -> dict[int, int]:
     """How many extra rollouts each non-terminal node needs: node id -> count (0s left out).
 
     A node gets ``max(per_node if selected, min_paths - paths(node))``. ``per_node`` exists because
@@ -150,8 +154,7 @@ def rollout_counts(
 
     Node n gets ``min_paths - paths(n)`` rollouts; one tree's case of ``rollout_counts_batch``.
     """
-    return rollout_counts_batch([tree], [rollout_plan(tree, min_paths)], engine, judge, params, seed,
-                                delimiter)[0]
+    return rollout_counts_batch([tree], [rollout_plan(tree, min_paths)], engine, judge, params, seed, delimiter)[0]
 
 
 @dataclass
@@ -184,10 +187,13 @@ class MCScorer:
         rollouts: list[RolloutCounts | None] = [None] * len(trees)
         if self.min_paths > 0 or self.per_node > 0:
             if self.engine is None or self.judge is None or self.params is None:
-                raise ValueError("mc scorer with rollouts (min_paths/per_node > 0) needs an engine, a judge and params")
+                raise ValueError(
+                    "mc scorer with rollouts (min_paths/per_node > 0) needs an engine, a judge and params"
+                )
             plans = [rollout_plan(t, self.min_paths, self.per_node, self.nodes) for t in trees]
-            rollouts = rollout_counts_batch(trees, plans, self.engine, self.judge, self.params, self.seed,
-                                            self.delimiter)
+            rollouts = rollout_counts_batch(
+                trees, plans, self.engine, self.judge, self.params, self.seed, self.delimiter
+            )
         for tree, counts in zip(trees, rollouts):
             attach_mc_values(tree, counts, self.rejudge_leaves(tree))
         return [[node.mc_value for node in tree.nodes] for tree in trees]

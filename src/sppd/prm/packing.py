@@ -43,6 +43,7 @@ from sppd.sampling.tree import path_steps
 from sppd.settings import PackingMode
 from sppd.train.prefix_sharing import SUPPORTED_ATTENTION, additive_attention_mask
 
+
 class PackingUnsupported(ValueError):
     """This PRM's token layout (or attention backend) cannot be packed as a tree."""
 
@@ -141,11 +142,17 @@ def layout_tree(prm: TokenLevelPRM, tree: Tree) -> TreeLayout:
         ids, positions = list(enc.input_ids), list(enc.score_positions)
         start = len(parent_ids)
         parent_positions = [offsets[k] + score_index[k] for k in tree.path_to(node.id)[:-1]]
-        if ids[:start] != parent_ids or positions[:-1] != parent_positions or not positions \
-                or len(positions) != node.depth + 1 or positions[-1] < start:
+        if (
+            ids[:start] != parent_ids
+            or positions[:-1] != parent_positions
+            or not positions
+            or len(positions) != node.depth + 1
+            or positions[-1] < start
+        ):
             raise PackingUnsupported(
                 f"{where}: node {node.id}: the encoding of its path does not extend its parent's "
-                "(the PRM's layout is not a concatenation of per-step pieces)")
+                "(the PRM's layout is not a concatenation of per-step pieces)"
+            )
         full[node.id] = ids
         pieces.append(ids[start:])
         offsets.append(start)
@@ -287,8 +294,9 @@ def _path_scores_token_level(prm, items, where, stats, max_batch_tokens) -> list
     encoded = [prm.encode(item) for item in items]
     for enc, item, name in zip(encoded, items, where):
         if len(enc.score_positions) != len(item.steps):
-            raise PRMScoreError(f"{name}: the PRM input has {len(enc.score_positions)} score "
-                                f"positions for {len(item.steps)} steps")
+            raise PRMScoreError(
+                f"{name}: the PRM input has {len(enc.score_positions)} score positions for {len(item.steps)} steps"
+            )
     _, device = forward_dtype_device(prm)
     out: list[list[float]] = [[] for _ in items]
     lengths = [len(enc.input_ids) for enc in encoded]
@@ -314,8 +322,7 @@ def _score_paths(prm, trees, indices, scores, stats, mode, max_batch_tokens) -> 
         raise PRMScoreError(f"{prm.name}: got scores for {len(results)} paths, expected {len(items)}")
     for (t, end), item, name, values in zip(ends, items, where, results):
         if len(values) != len(item.steps):
-            raise PRMScoreError(f"{name}: the PRM returned {len(values)} scores for a path of "
-                                f"{len(item.steps)} steps")
+            raise PRMScoreError(f"{name}: the PRM returned {len(values)} scores for a path of {len(item.steps)} steps")
         for node_id, value in zip(trees[t].path_to(end), values):
             if scores[t][node_id] is None:
                 scores[t][node_id] = value
@@ -368,8 +375,15 @@ def score_trees(
         by_path = [t for t in by_path if t not in layouts]
         _score_packed(prm, trees, layouts, scores, stats, max_batch_tokens, max_row_tokens)
     if by_path:
-        _score_paths(prm, trees, by_path, scores, stats,
-                     PackingMode.NODE if mode == PackingMode.NODE else PackingMode.PATH, max_batch_tokens)
+        _score_paths(
+            prm,
+            trees,
+            by_path,
+            scores,
+            stats,
+            PackingMode.NODE if mode == PackingMode.NODE else PackingMode.PATH,
+            max_batch_tokens,
+        )
     for tree, tree_scores in zip(trees, scores):
         check_tree_scores(tree, tree_scores)
     return scores, stats

@@ -55,9 +55,7 @@ class Qwen2ProcessRewardModel(nn.Module):
         self.score = score
 
     @classmethod
-    def from_folder(
-        cls, folder: Path, dtype: torch.dtype, device: torch.device
-    ) -> Qwen2ProcessRewardModel:
+    def from_folder(cls, folder: Path, dtype: torch.dtype, device: torch.device) -> Qwen2ProcessRewardModel:
         backbone = load_qwen2_backbone(folder, dtype, device)
         head_state = read_prefixed_tensors(folder, HEAD_PREFIX)
         hidden = backbone.config.hidden_size
@@ -110,9 +108,7 @@ class QwenMathPRM:
             {"role": "user", "content": item.question},
             {"role": "assistant", "content": answer},
         ]
-        return self.tokenizer.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=False
-        )
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=False)
 
     def encode(self, item: PRMInput) -> EncodedInput:
         input_ids = list(self.tokenizer(self.render(item))["input_ids"])  # = tokenizer.encode
@@ -130,9 +126,7 @@ class QwenMathPRM:
         return score_with_token_model(self, items, self.options, self.device)
 
 
-def build_qwen_math_prm(
-    path: str | Path, *, system_prompt: str = SYSTEM_PROMPT, **options: Any
-) -> QwenMathPRM:
+def build_qwen_math_prm(path: str | Path, *, system_prompt: str = SYSTEM_PROMPT, **options: Any) -> QwenMathPRM:
     """Load a Qwen2.5-Math-PRM folder; ``options`` are ``HFPRMOptions`` fields."""
     opts = HFPRMOptions(path=path, **options)
     folder = resolve_folder(path)

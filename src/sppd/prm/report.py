@@ -189,12 +189,20 @@ def _median(values: Sequence[float]) -> float | None:
 
 def format_table5(table: dict, scorer: str = "") -> str:
     """Table 5 as Markdown."""
+
     def cell(x):
         return "n/a" if x is None else f"{x:.3f}"
 
-    title = f"PRM judgment accuracy{f' ({scorer})' if scorer else ''}: a judgment says 'correct' when its score exceeds {THRESHOLD}"
-    lines = [title, "", "| trajectories | # | final-step score | mean step score | min step score |",
-             "| --- | ---: | ---: | ---: | ---: |"]
+    title = (
+        f"PRM judgment accuracy{f' ({scorer})' if scorer else ''}: "
+        f"a judgment says 'correct' when its score exceeds {THRESHOLD}"
+    )
+    lines = [
+        title,
+        "",
+        "| trajectories | # | final-step score | mean step score | min step score |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
     for group in ("correct", "incorrect"):
         row = table[group]
         lines.append(f"| {group} | {row['count']} | " + " | ".join(cell(row[h]) for h in JUDGMENTS) + " |")

@@ -87,9 +87,7 @@ class RLHFlowPRM:
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor
     ) -> torch.Tensor:
         """``P(+)`` against ``-`` for the token after every position, ``(B, T)``."""
-        logits = candidate_logits(
-            self.model, [self.good_id, self.bad_id], input_ids, attention_mask, position_ids
-        )
+        logits = candidate_logits(self.model, [self.good_id, self.bad_id], input_ids, attention_mask, position_ids)
         return torch.softmax(logits, dim=-1)[..., 0]
 
     def score(self, items: Sequence[PRMInput]) -> list[list[float]]:

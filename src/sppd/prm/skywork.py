@@ -28,9 +28,9 @@ from torch import nn
 from sppd.prm.base import EncodedInput, PRMInput
 from sppd.prm.hf_common import (
     HFPRMOptions,
+    load_qwen2_backbone,
     load_tokenizer,
     pad_token_id_of,
-    load_qwen2_backbone,
     read_prefixed_tensors,
     resolve_device,
     resolve_dtype,
@@ -51,9 +51,7 @@ class Qwen2ValueHeadModel(nn.Module):
         self.v_head.summary = head
 
     @classmethod
-    def from_folder(
-        cls, folder: Path, dtype: torch.dtype, device: torch.device
-    ) -> Qwen2ValueHeadModel:
+    def from_folder(cls, folder: Path, dtype: torch.dtype, device: torch.device) -> Qwen2ValueHeadModel:
         backbone = load_qwen2_backbone(folder, dtype, device)
         head_state = read_prefixed_tensors(folder, HEAD_PREFIX)
         hidden = backbone.config.hidden_size
@@ -83,9 +81,7 @@ class SkyworkPRM:
 
     name = "skywork"
 
-    def __init__(
-        self, model: Qwen2ValueHeadModel, tokenizer: Any, options: HFPRMOptions, bos_token: str
-    ) -> None:
+    def __init__(self, model: Qwen2ValueHeadModel, tokenizer: Any, options: HFPRMOptions, bos_token: str) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.options = options
@@ -101,9 +97,7 @@ class SkyworkPRM:
         A step's own trailing newlines are dropped because the adapter adds the separator.
         """
         tokenize = self.tokenizer
-        input_ids = list(
-            tokenize(self.bos_token + item.question + "\n", add_special_tokens=False)["input_ids"]
-        )
+        input_ids = list(tokenize(self.bos_token + item.question + "\n", add_special_tokens=False)["input_ids"])
         positions = []
         for step in item.steps:
             input_ids += tokenize(step.rstrip("\n"), add_special_tokens=False)["input_ids"]
@@ -121,9 +115,7 @@ class SkyworkPRM:
         return score_with_token_model(self, items, self.options, self.device)
 
 
-def build_skywork_prm(
-    path: str | Path, *, bos_token: str | None = None, **options: Any
-) -> SkyworkPRM:
+def build_skywork_prm(path: str | Path, *, bos_token: str | None = None, **options: Any) -> SkyworkPRM:
     """Load a Skywork-o1-Open-PRM folder; ``options`` are ``HFPRMOptions`` fields.
 
     ``bos_token`` overrides the tokenizer's (Skywork's code prepends ``tokenizer.bos_token``

@@ -70,8 +70,9 @@ class ToyPRM:
 
     name = "toy"
 
-    def __init__(self, model: ToyValueModel, tokenizer: Any, batch_size: int = 64,
-                 max_batch_tokens: int = 16384) -> None:
+    def __init__(
+        self, model: ToyValueModel, tokenizer: Any, batch_size: int = 64, max_batch_tokens: int = 16384
+    ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.pad_token_id = pad_token_id_of(tokenizer)
@@ -100,8 +101,13 @@ class ToyPRM:
         return torch.sigmoid(self.model(input_ids, attention_mask, position_ids))
 
     def score(self, items: Sequence[PRMInput]) -> list[list[float]]:
-        options = HFPRMOptions(path="<toy>", device=str(self.device), dtype="float32",
-                               batch_size=self.batch_size, max_batch_tokens=self.max_batch_tokens)
+        options = HFPRMOptions(
+            path="<toy>",
+            device=str(self.device),
+            dtype="float32",
+            batch_size=self.batch_size,
+            max_batch_tokens=self.max_batch_tokens,
+        )
         was_training = self.model.training
         self.model.eval()
         try:
@@ -117,8 +123,13 @@ class ToyPRM:
         self.tokenizer.save_pretrained(folder)
         head = {k: v.detach().cpu().contiguous() for k, v in self.model.value_head.state_dict().items()}
         save_file(head, str(folder / HEAD_FILE))
-        meta = {"format": FORMAT_VERSION, "kind": "toy-prm", "score": "sigmoid at each step's newline",
-                "hidden_size": self.model.model.config.hidden_size, "metrics": metrics or {}}
+        meta = {
+            "format": FORMAT_VERSION,
+            "kind": "toy-prm",
+            "score": "sigmoid at each step's newline",
+            "hidden_size": self.model.model.config.hidden_size,
+            "metrics": metrics or {},
+        }
         (folder / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
         return folder
 
@@ -146,8 +157,9 @@ def random_backbone(model_cfg=None) -> tuple[nn.Module, Any]:
     return build_toy_model(model_cfg or ToyModelConfig(), tokenizer).model, tokenizer
 
 
-def build_toy_prm(path: str | Path, device: str = "cpu", batch_size: int = 64,
-                  max_batch_tokens: int = 16384) -> ToyPRM:
+def build_toy_prm(
+    path: str | Path, device: str = "cpu", batch_size: int = 64, max_batch_tokens: int = 16384
+) -> ToyPRM:
     """Load a toy PRM folder written by ``ToyPRM.save`` (registry factory for ``toy``)."""
     from transformers import AutoTokenizer, LlamaModel
 
@@ -193,17 +205,26 @@ def labelled_paths(prm: ToyPRM, trees: Sequence[Tree], min_paths: int, hard: boo
         for leaf in tree.leaves():
             path = tree.path_to(leaf)
             enc = prm.encode(PRMInput(tree.problem.question, path_steps(tree, leaf)))
-            keep = [j for j, k in enumerate(path) if k not in claimed
-                    and tree.nodes[k].mc_value is not None and tree.nodes[k].mc_count >= min_paths]
+            keep = [
+                j
+                for j, k in enumerate(path)
+                if k not in claimed and tree.nodes[k].mc_value is not None and tree.nodes[k].mc_count >= min_paths
+            ]
             claimed.update(path)
             if keep:
-                examples.append((enc.input_ids, [enc.score_positions[j] for j in keep],
-                                 [mc_label(tree.nodes[path[j]].mc_value, hard) for j in keep]))
+                examples.append(
+                    (
+                        enc.input_ids,
+                        [enc.score_positions[j] for j in keep],
+                        [mc_label(tree.nodes[path[j]].mc_value, hard) for j in keep],
+                    )
+                )
     return examples
 
 
 def split_by_problem(trees: Sequence[Tree], val_fraction: float, seed: int) -> tuple[list[Tree], list[Tree]]:
     """``(train, val)`` trees; a problem's side is fixed by a hash of its id and ``seed``."""
+
     def bucket(tree: Tree) -> float:
         digest = hashlib.sha256(f"prm-val/{seed}/{tree.problem.id}".encode()).digest()
         return int.from_bytes(digest[:8], "big") / 2.0**64
@@ -258,7 +279,9 @@ def train_toy_prm(
         from sppd.prm.toy_labels import labelled_paths_from_solutions, labelled_solutions
         from sppd.toy.world import ToyWorldConfig
 
-        examples += labelled_paths_from_solutions(prm, labelled_solutions(world or ToyWorldConfig(), cfg.synthetic_solutions, seed))
+        examples += labelled_paths_from_solutions(
+            prm, labelled_solutions(world or ToyWorldConfig(), cfg.synthetic_solutions, seed)
+        )
     if not examples:
         raise ValueError("no labelled paths: do the trees have complete paths and MC values?")
     optimizer = torch.optim.AdamW(prm.model.parameters(), lr=cfg.lr, weight_decay=0.01)
@@ -283,11 +306,18 @@ def train_toy_prm(
         curve.append({"epoch": epoch + 1, "train_loss": sum(losses) / len(losses)})
     bar.close()
     prm.model.eval()
-    metrics = {"train_problems": len(train_trees), "val_problems": len(val_trees),
-               "train_paths": len(examples), "tree_paths": n_tree_paths, "train_labels": sum(len(p) for _, p, _ in examples),
-               "epochs": cfg.epochs, "seconds": round(time.perf_counter() - start, 2),
-               "curve": curve, "train_loss": curve[-1]["train_loss"] if curve else None,
-               "init_from_policy": str(policy_path) if cfg.init_from_policy else None}
+    metrics = {
+        "train_problems": len(train_trees),
+        "val_problems": len(val_trees),
+        "train_paths": len(examples),
+        "tree_paths": n_tree_paths,
+        "train_labels": sum(len(p) for _, p, _ in examples),
+        "epochs": cfg.epochs,
+        "seconds": round(time.perf_counter() - start, 2),
+        "curve": curve,
+        "train_loss": curve[-1]["train_loss"] if curve else None,
+        "init_from_policy": str(policy_path) if cfg.init_from_policy else None,
+    }
     if val_trees:
         metrics["val"] = evaluate_toy_prm(prm, val_trees, cfg.min_mc_paths)
     return prm, metrics
@@ -298,12 +328,20 @@ def evaluate_toy_prm(prm: ToyPRM, trees: Sequence[Tree], min_paths: int = 1) -> 
     (the oracle's prefix-correctness), the MC labels' own agreement, trajectory accuracy."""
     from sppd.prm.packing import score_trees
     from sppd.prm.report import (
-        checker_agreement, oracle_node_labels, step_agreement, trajectories, trajectory_accuracy,
+        checker_agreement,
+        oracle_node_labels,
+        step_agreement,
+        trajectories,
+        trajectory_accuracy,
     )
 
     scores, _ = score_trees(prm, trees)
-    labelled = [(s, t.nodes[k].mc_value) for t, ss in zip(trees, scores) for k, s in enumerate(ss)
-                if t.nodes[k].mc_value is not None and t.nodes[k].mc_count >= min_paths]
+    labelled = [
+        (s, t.nodes[k].mc_value)
+        for t, ss in zip(trees, scores)
+        for k, s in enumerate(ss)
+        if t.nodes[k].mc_value is not None and t.nodes[k].mc_count >= min_paths
+    ]
     eps = 1e-6
     bce = -sum(y * math.log(max(s, eps)) + (1 - y) * math.log(max(1 - s, eps)) for s, y in labelled)
     oracle = [v for t in trees for v in oracle_node_labels(t)]

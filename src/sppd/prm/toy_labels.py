@@ -19,7 +19,9 @@ from sppd.prm.base import PRMInput
 from sppd.toy.world import ToyWorldConfig, corrupt_steps, format_solution, generate_problems
 
 
-def labelled_solutions(world: ToyWorldConfig, n: int, seed: int, error_rate: float = 0.5) -> list[tuple[str, list[str], list[float]]]:
+def labelled_solutions(
+    world: ToyWorldConfig, n: int, seed: int, error_rate: float = 0.5
+) -> list[tuple[str, list[str], list[float]]]:
     """``n`` (question, steps, labels) from training-split questions; about ``error_rate`` have an error."""
     noisy = dataclasses.replace(world, corrupt_hard_rate=error_rate, corrupt_easy_rate=error_rate / 3)
     rng = random.Random(f"toy-prm-labels-{seed}")

@@ -84,14 +84,17 @@ class HFEngine:
             feed = tokens.clone()
             attn = torch.cat([attn, torch.ones_like(attn[:, :1])], dim=1)
             out = self.model(
-                input_ids=feed[:, None], attention_mask=attn, position_ids=next_pos[:, None],
-                use_cache=True, **{self._cache_kw: cache},
+                input_ids=feed[:, None],
+                attention_mask=attn,
+                position_ids=next_pos[:, None],
+                use_cache=True,
+                **{self._cache_kw: cache},
             )
             cache, logits = _output_cache(out), out.logits[:, -1, :].float()
             next_pos = next_pos + 1
         return [self._finish(state, r, params.stop) for r in range(rows)]
 
-    def _record(self, state: "_RowState", rows, tokens, logps, stop) -> list[bool]:
+    def _record(self, state: _RowState, rows, tokens, logps, stop) -> list[bool]:
         """Append one token to each live row; returns, per batch position, whether it is done."""
         done_now = []
         for row, tok, lp in zip(rows, tokens, logps):
@@ -112,7 +115,7 @@ class HFEngine:
             done_now.append(state.reason[row] is not None)
         return done_now
 
-    def _finish(self, state: "_RowState", row: int, stop: str | None) -> StepSample:
+    def _finish(self, state: _RowState, row: int, stop: str | None) -> StepSample:
         ids = state.ids[row]
         reason = state.reason[row] or FinishReason.LENGTH
         text_ids = [t for t in ids if t not in self.eos_ids]
@@ -120,7 +123,9 @@ class HFEngine:
         if reason == FinishReason.DELIMITER and stop:
             cut = text.find(stop, len(text) - len(text.lstrip()))
             text = text[:cut] if cut >= 0 else text
-        return StepSample(token_ids=list(ids), token_logps=list(state.logps[row]), text=text.strip(), finish_reason=reason)
+        return StepSample(
+            token_ids=list(ids), token_logps=list(state.logps[row]), text=text.strip(), finish_reason=reason
+        )
 
     def _piece(self, tok: int) -> str:
         piece = self._piece_cache.get(tok)

@@ -70,7 +70,9 @@ class TreeSampler:
         for tree in trees:
             tree.root_visits = p.K
         depth = 0
-        gen = GenerationParams(max_new_tokens=p.max_step_tokens, temperature=p.temperature, top_p=p.top_p, stop=p.delimiter)
+        gen = GenerationParams(
+            max_new_tokens=p.max_step_tokens, temperature=p.temperature, top_p=p.top_p, stop=p.delimiter
+        )
         while walkers:
             self._expand(trees, {w for w in walkers if not trees[w[0]].children_of(w[1])}, depth, gen, seed)
             walkers = self._select(trees, walkers, rng)
@@ -109,9 +111,16 @@ class TreeSampler:
         elif not terminal and total_tokens >= p.max_total_tokens:
             terminal, reason = True, "max_total"
         node = Node(
-            id=len(tree.nodes), parent=parent, depth=depth, text=sample.text,
-            token_ids=list(sample.token_ids), token_logps=[float(x) for x in sample.token_logps],
-            finish_reason=reason, terminal=terminal, avg_logp=sample.avg_logp, cum_logp=cum,
+            id=len(tree.nodes),
+            parent=parent,
+            depth=depth,
+            text=sample.text,
+            token_ids=list(sample.token_ids),
+            token_logps=[float(x) for x in sample.token_logps],
+            finish_reason=reason,
+            terminal=terminal,
+            avg_logp=sample.avg_logp,
+            cum_logp=cum,
         )
         tree.nodes.append(node)
         tree.children_of(parent).append(node.id)

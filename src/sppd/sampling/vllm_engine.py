@@ -19,8 +19,17 @@ from sppd.sampling.engine import EngineStats, FinishReason, GenerationParams, St
 class VLLMEngine:
     """Engine over ``vllm.LLM``; build it from a model folder or pass an existing ``LLM``."""
 
-    def __init__(self, model=None, tokenizer=None, batch_size: int = 0, llm=None, model_path: str | None = None,
-                 dtype: str = "bfloat16", gpu_memory_utilization: float = 0.85, **llm_kwargs):
+    def __init__(
+        self,
+        model=None,
+        tokenizer=None,
+        batch_size: int = 0,
+        llm=None,
+        model_path: str | None = None,
+        dtype: str = "bfloat16",
+        gpu_memory_utilization: float = 0.85,
+        **llm_kwargs,
+    ):
         try:
             from vllm import LLM
         except ImportError as exc:  # pragma: no cover - depends on the machine
@@ -29,23 +38,37 @@ class VLLMEngine:
             path = model_path or getattr(getattr(model, "config", None), "_name_or_path", None)
             if not path:
                 raise ValueError("VLLMEngine needs model_path (a local HF folder) or an LLM instance")
-            llm = LLM(model=str(path), dtype=dtype, enable_prefix_caching=True,
-                      gpu_memory_utilization=gpu_memory_utilization, **llm_kwargs)
+            llm = LLM(
+                model=str(path),
+                dtype=dtype,
+                enable_prefix_caching=True,
+                gpu_memory_utilization=gpu_memory_utilization,
+                **llm_kwargs,
+            )
         self.llm = llm
         self.tokenizer = tokenizer or llm.get_tokenizer()
         self.stats = EngineStats()
 
-    def generate(self, prefixes: list[list[int]], n: int, params: GenerationParams, seed: int) -> list[list[StepSample]]:
+    def generate(
+        self, prefixes: list[list[int]], n: int, params: GenerationParams, seed: int
+    ) -> list[list[StepSample]]:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
         start = time.perf_counter()
         sampling = SamplingParams(
-            n=n, temperature=0.0 if params.greedy else params.temperature, top_p=params.top_p,
-            max_tokens=params.max_new_tokens, stop=[params.stop] if params.stop else None,
-            include_stop_str_in_output=True, logprobs=0, seed=seed,
+            n=n,
+            temperature=0.0 if params.greedy else params.temperature,
+            top_p=params.top_p,
+            max_tokens=params.max_new_tokens,
+            stop=[params.stop] if params.stop else None,
+            include_stop_str_in_output=True,
+            logprobs=0,
+            seed=seed,
         )
-        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prefixes], sampling, use_tqdm=False)
+        outputs = self.llm.generate(
+            [TokensPrompt(prompt_token_ids=list(p)) for p in prefixes], sampling, use_tqdm=False
+        )
         results = [[self._to_sample(c, params.stop) for c in out.outputs] for out in outputs]
         self.stats.calls += 1
         self.stats.sequences += len(prefixes) * n
@@ -57,7 +80,11 @@ class VLLMEngine:
     @staticmethod
     def _to_sample(completion, stop: str | None) -> StepSample:
         ids = list(completion.token_ids)
-        logps = [float(completion.logprobs[i][t].logprob) for i, t in enumerate(ids)] if completion.logprobs else [0.0] * len(ids)
+        logps = (
+            [float(completion.logprobs[i][t].logprob) for i, t in enumerate(ids)]
+            if completion.logprobs
+            else [0.0] * len(ids)
+        )
         if completion.finish_reason == "length":
             reason = FinishReason.LENGTH
         elif stop is not None and completion.stop_reason == stop:

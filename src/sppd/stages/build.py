@@ -68,8 +68,13 @@ def _build(cfg: RunConfig, trees_dir: str, out_dir: str) -> dict:
     summary = {}
     for name, out in outs.items():
         stats = STATS[name](_load(out, name))
-        out.write_manifest(f"build/{name}", counts=dict(sorted(counters[name].items())), inputs=inputs, stats=stats,
-                           **fingerprint(cfg, trees, name).manifest_fields())
+        out.write_manifest(
+            f"build/{name}",
+            counts=dict(sorted(counters[name].items())),
+            inputs=inputs,
+            stats=stats,
+            **fingerprint(cfg, trees, name).manifest_fields(),
+        )
         summary[name] = _summary_of(out.read_manifest())
     print(format_summary(summary, root))
     return summary
@@ -90,8 +95,13 @@ def build_inputs(cfg: RunConfig, trees: StageDir) -> dict:
 def fingerprint(cfg: RunConfig, trees: StageDir, name: str) -> Fingerprint:
     """What one training set depends on, for the stages that read it (a build itself is redone
     whenever ``build_inputs`` change: it is cheap and all or nothing)."""
-    return Fingerprint.of(f"build/{name}", cfg, ["build", "step.delimiter", "step.custom"],
-                          exclude=["build.trees", "build.out"], inputs={"trees": trees.path})
+    return Fingerprint.of(
+        f"build/{name}",
+        cfg,
+        ["build", "step.delimiter", "step.custom"],
+        exclude=["build.trees", "build.out"],
+        inputs={"trees": trees.path},
+    )
 
 
 def _clear(out: StageDir) -> None:
@@ -228,6 +238,8 @@ def format_summary(summary: dict, root) -> str:
         lines.append(pad + ", ".join(f"{k} {v}" for k, v in other.items()))
         stats = summary[name]["stats"]
         if name == "step_pairs" and stats.get("pairs"):
-            lines.append(pad + f"mean gap {stats['mean_value_gap']}, depths {stats['depth_histogram']}, "
-                         f"chosen terminal {stats['chosen_terminal_fraction']}")
+            lines.append(
+                pad + f"mean gap {stats['mean_value_gap']}, depths {stats['depth_histogram']}, "
+                f"chosen terminal {stats['chosen_terminal_fraction']}"
+            )
     return "\n".join(lines)

@@ -27,7 +27,13 @@ from sppd.stages import common
 from sppd.stages.fingerprint import Fingerprint, policy_id, reuse
 
 TOY_SETS = ("toy", "toy-val")
-METHOD_LABELS = {"greedy": "Greedy", "maj": "MAJ@{n}", "orm_vote": "ORM_VOTE@{n}", "orm_max": "ORM_MAX@{n}", "pass": "pass@{n}"}
+METHOD_LABELS = {
+    "greedy": "Greedy",
+    "maj": "MAJ@{n}",
+    "orm_vote": "ORM_VOTE@{n}",
+    "orm_max": "ORM_MAX@{n}",
+    "pass": "pass@{n}",
+}
 
 
 def bench_problems(cfg: RunConfig, name: str) -> list[Problem]:
@@ -43,8 +49,13 @@ def bench_problems(cfg: RunConfig, name: str) -> list[Problem]:
     elif name == "toy-val":
         pc = ProblemsConfig(source="toy", split="val", n=n or 500)
     else:
-        pc = ProblemsConfig(source=name, n=n, question_field=cfg.problems.question_field,
-                            answer_field=cfg.problems.answer_field, id_field=cfg.problems.id_field)
+        pc = ProblemsConfig(
+            source=name,
+            n=n,
+            question_field=cfg.problems.question_field,
+            answer_field=cfg.problems.answer_field,
+            id_field=cfg.problems.id_field,
+        )
     return load_problems(pc, cfg.toy.world, seed=cfg.seed + 1)
 
 
@@ -103,16 +114,25 @@ def main(cfg: RunConfig, model_path: str | None = None, out_dir: str = "") -> di
         finally:
             getattr(judge, "close", lambda: None)()
         equivalent = (lambda a, b: False) if name in TOY_SETS else None  # toy answers are integers
-        metrics[name] = summarize(records, SampleScore(cfg.eval.sample_score), prm is not None,
-                                  cfg.eval.bootstrap, cfg.seed, equivalent)
-    metrics["_meta"] = {"model": str(path), "prm": getattr(prm, "name", None), "n_samples": cfg.eval.n_samples,
-                        "temperature": cfg.eval.temperature, "sample_score": cfg.eval.sample_score}
+        metrics[name] = summarize(
+            records, SampleScore(cfg.eval.sample_score), prm is not None, cfg.eval.bootstrap, cfg.seed, equivalent
+        )
+    metrics["_meta"] = {
+        "model": str(path),
+        "prm": getattr(prm, "name", None),
+        "n_samples": cfg.eval.n_samples,
+        "temperature": cfg.eval.temperature,
+        "sample_score": cfg.eval.sample_score,
+    }
     atomic_write_json(out.path / "metrics.json", metrics)
     table = metrics_table(metrics, cfg.eval.n_samples)
     atomic_write_text(out.path / "metrics.md", table + "\n")
-    out.write_manifest("eval", counts={k: v["n_problems"] for k, v in metrics.items() if k != "_meta"},
-                       inputs={"model": str(path), "benchmarks": cfg.eval.benchmarks},
-                       **fingerprint(cfg, model_path).manifest_fields())
+    out.write_manifest(
+        "eval",
+        counts={k: v["n_problems"] for k, v in metrics.items() if k != "_meta"},
+        inputs={"model": str(path), "benchmarks": cfg.eval.benchmarks},
+        **fingerprint(cfg, model_path).manifest_fields(),
+    )
     print(f"eval: wrote {out.path}\n{table}")
     return metrics
 
@@ -130,8 +150,15 @@ def _run_benchmark(cfg, name, out: StageDir, engine, tokenizer, judge, prm, deli
         if out.has_shard(tag, i):
             continue
         prompts = [build_prompt_ids(tokenizer, p.question, cfg.prompt) for p in chunk]
-        records = generate_records(engine, chunk, prompts, e.n_samples, sample_params, greedy_params,
-                                   seed=common.derive_seed(cfg.seed, "eval", tag, i))
+        records = generate_records(
+            engine,
+            chunk,
+            prompts,
+            e.n_samples,
+            sample_params,
+            greedy_params,
+            seed=common.derive_seed(cfg.seed, "eval", tag, i),
+        )
         grade_records(records, judge)
         if prm is not None:
             score_records(records, prm, delimiter)
@@ -156,6 +183,8 @@ def metrics_table(metrics: dict, n: int) -> str:
         row = {"benchmark": b, "problems": metrics[b]["n_problems"]}
         for m in methods:
             v = metrics[b].get(m)
-            row[METHOD_LABELS[m].format(n=n)] = f"{100 * v['acc']:.1f} [{100 * v['lo']:.1f}, {100 * v['hi']:.1f}]" if v else "-"
+            row[METHOD_LABELS[m].format(n=n)] = (
+                f"{100 * v['acc']:.1f} [{100 * v['lo']:.1f}, {100 * v['hi']:.1f}]" if v else "-"
+            )
         rows.append(row)
     return markdown_table(rows).rstrip("\n")

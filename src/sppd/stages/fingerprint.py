@@ -38,8 +38,13 @@ from sppd.toy.pretrain import COMPLETE_MARKER, config_hash
 CONFIG_FILE = "config.yaml"
 _UNSET = "<unset>"
 # stage -> the config key that moves its output elsewhere (for the error message)
-OUT_KEYS = {"sample": "sample.out", "score": "score.out", "train": "train.out", "eval": "eval.out",
-            "prm_train": "prm.out"}
+OUT_KEYS = {
+    "sample": "sample.out",
+    "score": "score.out",
+    "train": "train.out",
+    "eval": "eval.out",
+    "prm_train": "prm.out",
+}
 
 
 def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
@@ -64,8 +69,11 @@ def _under(key: str, prefixes: Iterable[str]) -> bool:
 def select(data: Mapping, keys: Iterable[str], exclude: Iterable[str] = ()) -> dict[str, Any]:
     """The values of plain config ``data`` under ``keys`` but not ``exclude``, defaults left out."""
     defaults, keys, exclude = _defaults(), tuple(keys), tuple(exclude)
-    return {k: v for k, v in flatten(data).items()
-            if _under(k, keys) and not _under(k, exclude) and (k not in defaults or defaults[k] != v)}
+    return {
+        k: v
+        for k, v in flatten(data).items()
+        if _under(k, keys) and not _under(k, exclude) and (k not in defaults or defaults[k] != v)
+    }
 
 
 def folder_id(path: str | os.PathLike) -> str:
@@ -104,8 +112,14 @@ class Fingerprint:
     sources: dict[str, str] = field(default_factory=dict)  # input name -> folder, for messages
 
     @classmethod
-    def of(cls, stage: str, cfg: RunConfig, keys: Iterable[str], exclude: Iterable[str] = (),
-           inputs: Mapping[str, str | os.PathLike] | None = None) -> Fingerprint:
+    def of(
+        cls,
+        stage: str,
+        cfg: RunConfig,
+        keys: Iterable[str],
+        exclude: Iterable[str] = (),
+        inputs: Mapping[str, str | os.PathLike] | None = None,
+    ) -> Fingerprint:
         """A Path input is a folder (identified by ``folder_id``); a str is an identity as is."""
         ids, sources = {}, {}
         for name, value in (inputs or {}).items():
@@ -118,8 +132,12 @@ class Fingerprint:
 
     @property
     def digest(self) -> str:
-        text = json.dumps({"stage": self.stage, "config": self.values, "inputs": self.inputs},
-                          sort_keys=True, separators=(",", ":"), default=str)
+        text = json.dumps(
+            {"stage": self.stage, "config": self.values, "inputs": self.inputs},
+            sort_keys=True,
+            separators=(",", ":"),
+            default=str,
+        )
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
     def manifest_fields(self) -> dict[str, Any]:
@@ -147,8 +165,11 @@ def config_changes(folder: Path, fp: Fingerprint) -> list[str]:
 def input_changes(manifest: Mapping, fp: Fingerprint) -> list[str]:
     """The inputs whose fingerprint differs from the one the folder recorded."""
     old = manifest.get("fingerprint_inputs") or {}
-    return [f"input '{name}' ({fp.sources.get(name, old.get(name))}) changed since the folder was made"
-            for name in sorted(old.keys() | fp.inputs.keys()) if old.get(name) != fp.inputs.get(name)]
+    return [
+        f"input '{name}' ({fp.sources.get(name, old.get(name))}) changed since the folder was made"
+        for name in sorted(old.keys() | fp.inputs.keys())
+        if old.get(name) != fp.inputs.get(name)
+    ]
 
 
 def _stale_reasons(out: StageDir, fp: Fingerprint, complete: bool, has_work: bool) -> list[str] | None:
@@ -162,8 +183,11 @@ def _stale_reasons(out: StageDir, fp: Fingerprint, complete: bool, has_work: boo
         return reasons or [f"its fingerprint {recorded} is not this config's {fp.digest}"]
     if complete:
         if common.rank_and_world()[0] == 0:
-            print(f"sppd: warning: {out.path} has no config fingerprint (written by an older sppd); "
-                  "reusing it unchecked", file=sys.stderr)
+            print(
+                f"sppd: warning: {out.path} has no config fingerprint (written by an older sppd); "
+                "reusing it unchecked",
+                file=sys.stderr,
+            )
         return None
     return (config_changes(out.path, fp) or None) if has_work else None
 
@@ -199,7 +223,8 @@ def reuse(out: StageDir, fp: Fingerprint, complete: bool, has_work: bool) -> boo
             f"{out.path} {what} with another config, so {fp.stage} will not reuse it:\n  "
             + "\n  ".join(reasons)
             + f"\nDelete the folder, write elsewhere (another run_dir or {where}), or rerun with "
-            f"--rerun-stale to move it to {stale_folder_name(out.path)} and redo the stage.")
+            f"--rerun-stale to move it to {stale_folder_name(out.path)} and redo the stage."
+        )
     if common.rank_and_world()[0] == 0:
         target = stale_folder_name(out.path)
         out.path.rename(target)

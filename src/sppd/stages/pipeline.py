@@ -49,8 +49,11 @@ class Pipeline:
         self.prm_dir = str(self.root / "prm")  # the toy PRM (ORM methods; the scorer when score.scorer=toy)
         prm_path = self.prm_dir if cfg.score.scorer == "toy" and not cfg.score.prm_path else cfg.score.prm_path
         eval_prm = cfg.eval.prm_path or (self.prm_dir if (cfg.eval.prm or cfg.score.scorer) == "toy" else "")
-        self.cfg = dataclasses.replace(cfg, score=dataclasses.replace(cfg.score, prm_path=prm_path),
-                                       eval=dataclasses.replace(cfg.eval, prm_path=eval_prm))
+        self.cfg = dataclasses.replace(
+            cfg,
+            score=dataclasses.replace(cfg.score, prm_path=prm_path),
+            eval=dataclasses.replace(cfg.eval, prm_path=eval_prm),
+        )
         self.timer = Timer(self.root / "timings.json")
         self.evals: dict[str, dict] = {}
         self.models: dict[str, str] = {}
@@ -86,15 +89,20 @@ class Pipeline:
             print(f"pipeline: {name}: no training records in {data}; skipped (model stays {init})")
             self.skipped.append(f"{name}: no training records in {data}")
             return init
-        t = dataclasses.replace(tcfg, data=str(data), init=init, ref=ref or init, out=str(out), seed=self.cfg.seed, **changes)
+        t = dataclasses.replace(
+            tcfg, data=str(data), init=init, ref=ref or init, out=str(out), seed=self.cfg.seed, **changes
+        )
         self.timer.run(f"{name}/train", lambda: train.main(dataclasses.replace(self.cfg, train=t)))
         return str(out)
 
     def evaluate(self, row: str, model: str, n_samples: int | None = None) -> dict:
         from sppd.stages import eval as eval_stage
 
-        same = [r for r, m in self.models.items() if m == model and (n_samples or self.cfg.eval.n_samples) ==
-                self.evals[r]["_meta"]["n_samples"]]
+        same = [
+            r
+            for r, m in self.models.items()
+            if m == model and (n_samples or self.cfg.eval.n_samples) == self.evals[r]["_meta"]["n_samples"]
+        ]
         if same:  # a skipped step leaves the model unchanged: its evaluation is the same
             self.evals[row], self.models[row] = self.evals[same[0]], model
             return self.evals[row]
@@ -117,11 +125,14 @@ class Pipeline:
         if same:
             self.val[row] = self.val[same[0]]
             return self.val[row]
-        e = dataclasses.replace(self.cfg.eval, benchmarks=[p.val_benchmark], n_problems=p.val_problems,
-                                n_samples=0, prm="none")
+        e = dataclasses.replace(
+            self.cfg.eval, benchmarks=[p.val_benchmark], n_problems=p.val_problems, n_samples=0, prm="none"
+        )
         folder = self.root / "eval-val" / row.replace("/", "_").replace(" ", "_")
-        metrics = self.timer.run(f"val/{row}", lambda: eval_stage.main(dataclasses.replace(self.cfg, eval=e),
-                                                                       model_path=model, out_dir=str(folder)))
+        metrics = self.timer.run(
+            f"val/{row}",
+            lambda: eval_stage.main(dataclasses.replace(self.cfg, eval=e), model_path=model, out_dir=str(folder)),
+        )
         self.val[row] = metrics[p.val_benchmark]["greedy"]["acc"]
         return self.val[row]
 
@@ -134,8 +145,10 @@ class Pipeline:
         scored = [(self.validate(row, model), -i, row, model) for i, (row, model) in enumerate(chain)]
         acc, _, row, model = max(scored)  # ties go to the earlier (less trained) model
         self.stage2_from = row
-        self.notes.append(f"Stage 2 starts from {row} (best greedy accuracy on {p.val_benchmark}: "
-                          f"{100 * acc:.1f}%; " + ", ".join(f"{r} {100 * a:.1f}%" for a, _, r, _ in scored) + ")")
+        self.notes.append(
+            f"Stage 2 starts from {row} (best greedy accuracy on {p.val_benchmark}: "
+            f"{100 * acc:.1f}%; " + ", ".join(f"{r} {100 * a:.1f}%" for a, _, r, _ in scored) + ")"
+        )
         return model
 
     # -- the method ----------------------------------------------------------------------
@@ -146,13 +159,20 @@ class Pipeline:
         base = str(self.timer.run("toy/pretrain", lambda: common.policy_path(self.cfg)))
         trees = self.sample("stage1", base)
         if self.toy and p.train_prm:
-            cfg = dataclasses.replace(self.cfg, prm=dataclasses.replace(self.cfg.prm, trees=[str(trees)]),
-                                      model=dataclasses.replace(self.cfg.model, path=base))
+            cfg = dataclasses.replace(
+                self.cfg,
+                prm=dataclasses.replace(self.cfg.prm, trees=[str(trees)]),
+                model=dataclasses.replace(self.cfg.model, path=base),
+            )
             self.timer.run("stage1/prm_train", lambda: prm_train.main(cfg, out_dir=self.prm_dir))
         data = self.score_and_build("stage1", trees)
         self.evaluate("Base", base)  # after the PRM exists: ORM methods need it
-        self.timer.run("stage1/prm_report", lambda: prm_report.main(
-            self.cfg, trees_dir=str(self.root / "stage1" / "scored"), out_dir=str(self.root / "prm_report")))
+        self.timer.run(
+            "stage1/prm_report",
+            lambda: prm_report.main(
+                self.cfg, trees_dir=str(self.root / "stage1" / "scored"), out_dir=str(self.root / "prm_report")
+            ),
+        )
         dpo = base
         chain = [("Base", base)]  # the Stage-1 models, in order (candidates for Stage 2's start)
         if p.sentence_level:  # Instruct models skip the sentence-level warm-up (§6.3)
@@ -191,7 +211,9 @@ class Pipeline:
         dynamic = self.evaluate("ablation/dynamic margin", sppd, n)
         if p.margin_ablation:
             mean_margin = step.gamma * mean_value_gap(pairs)
-            fixed = self.train("stage1/ablate-fixed", step, pairs, dpo, margin=MarginName.FIXED, fixed_margin=round(mean_margin, 6))
+            fixed = self.train(
+                "stage1/ablate-fixed", step, pairs, dpo, margin=MarginName.FIXED, fixed_margin=round(mean_margin, 6)
+            )
             self.evaluate("ablation/fixed margin", fixed, n)
             none = self.train("stage1/ablate-none", step, pairs, dpo, margin=MarginName.NONE)
             self.evaluate("ablation/no margin", none, n)
@@ -212,13 +234,22 @@ class Pipeline:
         if not StageDir(data).is_complete():
             write_corpus_records(self.cfg, data, tokens)
         toy = self.cfg.toy
-        tcfg = dataclasses.replace(self.cfg.pipeline.sft, objective=Objective.SFT, lr=toy.lr * toy.min_lr_ratio, epochs=1)
+        tcfg = dataclasses.replace(
+            self.cfg.pipeline.sft, objective=Objective.SFT, lr=toy.lr * toy.min_lr_ratio, epochs=1
+        )
         model = self.train("control/continued", tcfg, data, base)
         self.evaluate("Control: base + continued pretraining", model)
 
     def summary(self) -> dict:
-        return {"evals": self.evals, "models": self.models, "timings": self.timer.times, "skipped": self.skipped,
-                "val": self.val, "notes": self.notes, "stage2_from": self.stage2_from}
+        return {
+            "evals": self.evals,
+            "models": self.models,
+            "timings": self.timer.times,
+            "skipped": self.skipped,
+            "val": self.val,
+            "notes": self.notes,
+            "stage2_from": self.stage2_from,
+        }
 
 
 def mean_value_gap(pairs: Path) -> float:
@@ -254,12 +285,20 @@ def write_corpus_records(cfg: RunConfig, folder: Path, tokens: int) -> None:
         steps, _ = corrupt_steps(problem.question, cfg.toy.world, rng)
         completion = format_solution(steps, steps[-1].result)
         total += len(problem.question) + len(completion) + 6
-        records.append(SFTExample(id=f"control-{problem.id}", problem_id=problem.id, prompt=problem.question,
-                                  completion=completion, steps=completion.split("\n")).to_dict())
+        records.append(
+            SFTExample(
+                id=f"control-{problem.id}",
+                problem_id=problem.id,
+                prompt=problem.question,
+                completion=completion,
+                steps=completion.split("\n"),
+            ).to_dict()
+        )
     out = StageDir(folder)
     out.write_shard("sft", 0, records)
-    out.write_manifest("control-data", counts={"examples": len(records), "approx_tokens": total},
-                       inputs={"target_tokens": tokens})
+    out.write_manifest(
+        "control-data", counts={"examples": len(records), "approx_tokens": total}, inputs={"target_tokens": tokens}
+    )
 
 
 def main(cfg: RunConfig) -> dict:
@@ -269,7 +308,11 @@ def main(cfg: RunConfig) -> dict:
     seeds = max(1, cfg.pipeline.seeds)
     runs = []
     for k in range(seeds):
-        run_cfg = cfg if seeds == 1 else dataclasses.replace(cfg, seed=cfg.seed + k, run_dir=str(Path(cfg.run_dir) / f"seed-{k}"))
+        run_cfg = (
+            cfg
+            if seeds == 1
+            else dataclasses.replace(cfg, seed=cfg.seed + k, run_dir=str(Path(cfg.run_dir) / f"seed-{k}"))
+        )
         runs.append(Pipeline(run_cfg).run())
     report = write_report(cfg, runs)
     print(f"\nreport: {report}")

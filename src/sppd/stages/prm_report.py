@@ -36,8 +36,11 @@ def main(cfg: RunConfig, trees_dir: str = "", out_dir: str = "") -> dict:
     if toy:
         text += "\n" + format_agreement(report)
     atomic_write_text(out / "table5.md", text)
-    plot_figure3(segment_distributions(trajectories(trees)), out / "figure3.png",
-                 title=f"Score by trajectory segment ({scorer or 'no scorer'})")
+    plot_figure3(
+        segment_distributions(trajectories(trees)),
+        out / "figure3.png",
+        title=f"Score by trajectory segment ({scorer or 'no scorer'})",
+    )
     atomic_write_json(out / "report.json", report)
     print(f"prm report: wrote {out}\n{text}")
     return report
@@ -45,15 +48,21 @@ def main(cfg: RunConfig, trees_dir: str = "", out_dir: str = "") -> dict:
 
 def format_agreement(report: dict) -> str:
     """The toy checker agreement of the values and of the MC values as Markdown."""
+
     def cell(x):
         return "n/a" if x is None else f"{x:.3f}"
 
-    lines = ["Step-level agreement with the exact step checker (a step is called wrong when its value "
-             "is at most 0.5; the oracle says wrong when any step so far is wrong)", "",
-             "| values | steps | wrong steps | accuracy | wrong-step precision | wrong-step recall |",
-             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    lines = [
+        "Step-level agreement with the exact step checker (a step is called wrong when its value "
+        "is at most 0.5; the oracle says wrong when any step so far is wrong)",
+        "",
+        "| values | steps | wrong steps | accuracy | wrong-step precision | wrong-step recall |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for label, key in (("scorer", "checker_agreement"), ("MC values", "mc_checker_agreement")):
         a = report[key]
-        lines.append(f"| {label} | {a['n']} | {a['n_wrong']} | {cell(a['accuracy'])} | "
-                     f"{cell(a['wrong_precision'])} | {cell(a['wrong_recall'])} |")
+        lines.append(
+            f"| {label} | {a['n']} | {a['n_wrong']} | {cell(a['accuracy'])} | "
+            f"{cell(a['wrong_precision'])} | {cell(a['wrong_recall'])} |"
+        )
     return "\n".join(lines) + "\n"

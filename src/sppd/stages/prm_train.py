@@ -45,8 +45,9 @@ def fingerprint(cfg: RunConfig, folders: list[Path], policy: Path | None) -> Fin
     inputs: dict = {f"trees[{i}]": folder for i, folder in enumerate(folders)}
     if policy is not None:
         inputs["policy"] = Path(policy)
-    return Fingerprint.of("prm_train", cfg, ["seed", "prm", "toy.model", "toy.world"], ["prm.out", "prm.trees"],
-                          inputs)
+    return Fingerprint.of(
+        "prm_train", cfg, ["seed", "prm", "toy.model", "toy.world"], ["prm.out", "prm.trees"], inputs
+    )
 
 
 def main(cfg: RunConfig, out_dir: str = "") -> dict:
@@ -58,9 +59,15 @@ def main(cfg: RunConfig, out_dir: str = "") -> dict:
     out = common.stage_dir(cfg, "prm", out_dir or cfg.prm.out)
     folders = [Path(p) for p in cfg.prm.trees] or [Path(cfg.run_dir) / "trees"]
     policy = common.policy_path(cfg) if cfg.prm.init_from_policy else None
-    inputs = {"trees": [str(f) for f in folders], "policy": str(policy) if policy else None,
-              "seed": cfg.seed, "prm": {k: getattr(cfg.prm, k) for k in ("epochs", "lr", "batch_size", "label", "synthetic_solutions",
-                                                                          "min_mc_paths", "val_fraction")}}
+    inputs = {
+        "trees": [str(f) for f in folders],
+        "policy": str(policy) if policy else None,
+        "seed": cfg.seed,
+        "prm": {
+            k: getattr(cfg.prm, k)
+            for k in ("epochs", "lr", "batch_size", "label", "synthetic_solutions", "min_mc_paths", "val_fraction")
+        },
+    }
     fp = fingerprint(cfg, folders, policy)
     # a folder from an sppd without fingerprints is retrained when its inputs differ, as it was then
     manifest = out.read_manifest() if out.is_complete() else None
@@ -74,8 +81,9 @@ def main(cfg: RunConfig, out_dir: str = "") -> dict:
         out.invalidate()
         trees = load_labelled_trees(folders)
         show = sys.stderr.isatty() or os.environ.get("SPPD_PROGRESS") == "1"
-        prm, metrics = train_toy_prm(trees, cfg.prm, policy, seed=cfg.seed, model_cfg=cfg.toy.model, progress=show,
-                                     world=cfg.toy.world)
+        prm, metrics = train_toy_prm(
+            trees, cfg.prm, policy, seed=cfg.seed, model_cfg=cfg.toy.model, progress=show, world=cfg.toy.world
+        )
         prm.save(out.path, metrics)
         common.save_stage_config(out, cfg)
         out.write_manifest("prm_train", counts=metrics, inputs=inputs, **fp.manifest_fields())
@@ -91,12 +99,14 @@ def format_summary(metrics: dict, path) -> str:
     val = metrics.get("val") or {}
     agree = val.get("checker_agreement") or {}
     mc_agree = val.get("mc_checker_agreement") or {}
-    for key, value in (("val mc_mae", val.get("mc_mae")),
-                       ("val step acc vs checker", agree.get("accuracy")),
-                       ("val wrong-step precision", agree.get("wrong_precision")),
-                       ("val wrong-step recall", agree.get("wrong_recall")),
-                       ("val MC-label acc vs checker", mc_agree.get("accuracy")),
-                       ("val trajectory accuracy", val.get("trajectory_accuracy"))):
+    for key, value in (
+        ("val mc_mae", val.get("mc_mae")),
+        ("val step acc vs checker", agree.get("accuracy")),
+        ("val wrong-step precision", agree.get("wrong_precision")),
+        ("val wrong-step recall", agree.get("wrong_recall")),
+        ("val MC-label acc vs checker", mc_agree.get("accuracy")),
+        ("val trajectory accuracy", val.get("trajectory_accuracy")),
+    ):
         lines.append(f"  {key:28s} {_fmt(value)}")
     return "\n".join(lines)
 

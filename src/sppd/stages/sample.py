@@ -28,9 +28,15 @@ TAG = "trees"
 def tree_params(cfg: RunConfig) -> TreeParams:
     s = cfg.sample
     return TreeParams(
-        K=s.K, C=s.C, max_depth=s.max_depth, max_step_tokens=s.max_step_tokens,
-        max_total_tokens=s.max_total_tokens, temperature=s.temperature, top_p=s.top_p,
-        selection_temperature=s.selection_temperature, delimiter=cfg.step.delimiter_text(),
+        K=s.K,
+        C=s.C,
+        max_depth=s.max_depth,
+        max_step_tokens=s.max_step_tokens,
+        max_total_tokens=s.max_total_tokens,
+        temperature=s.temperature,
+        top_p=s.top_p,
+        selection_temperature=s.selection_temperature,
+        delimiter=cfg.step.delimiter_text(),
         answer_pattern=cfg.step.answer_pattern,
     )
 
@@ -57,8 +63,12 @@ def main(cfg: RunConfig, model_path: str | None = None, out_dir: str = "") -> di
     sampler = TreeSampler(engine, tree_params(cfg), judge)
     mine = [ci for ci in range(len(chunks)) if ci % world == rank]
     todo = [ci for ci in mine if not out.has_shard(TAG, ci)]
-    bar = common.progress(len(problems) if world == 1 else sum(len(chunks[c]) for c in mine), "sample", "problem",
-                          initial=sum(len(chunks[c]) for c in mine if c not in todo))
+    bar = common.progress(
+        len(problems) if world == 1 else sum(len(chunks[c]) for c in mine),
+        "sample",
+        "problem",
+        initial=sum(len(chunks[c]) for c in mine if c not in todo),
+    )
     start = time.perf_counter()
     for ci in todo:
         chunk = chunks[ci]
@@ -76,8 +86,12 @@ def main(cfg: RunConfig, model_path: str | None = None, out_dir: str = "") -> di
     summary.update(seconds=round(time.perf_counter() - start, 2), new_generated_tokens=engine.stats.generated_tokens)
     summary["tokens_per_s"] = round(engine.stats.generated_tokens / max(summary["seconds"], 1e-9), 1)
     if rank == 0 and len(out.shards()) == len(chunks):
-        out.write_manifest("sample", counts=summary, inputs={"model": str(path), "problems": cfg.problems.source,
-                                                           "n_problems": len(problems)}, **fp.manifest_fields())
+        out.write_manifest(
+            "sample",
+            counts=summary,
+            inputs={"model": str(path), "problems": cfg.problems.source, "n_problems": len(problems)},
+            **fp.manifest_fields(),
+        )
     print(format_summary(summary, out.path))
     return summary
 
@@ -112,7 +126,16 @@ def summarize(trees: list[Tree]) -> dict:
 
 
 def format_summary(summary: dict, path) -> str:
-    keys = ["problems", "nodes", "leaves", "distinct_paths", "correct_leaf_fraction",
-            "problems_with_correct_leaf", "generated_tokens", "seconds", "tokens_per_s"]
+    keys = [
+        "problems",
+        "nodes",
+        "leaves",
+        "distinct_paths",
+        "correct_leaf_fraction",
+        "problems_with_correct_leaf",
+        "generated_tokens",
+        "seconds",
+        "tokens_per_s",
+    ]
     lines = [f"sample: wrote {path}"] + [f"  {k:28s} {summary[k]}" for k in keys if k in summary]
     return "\n".join(lines)

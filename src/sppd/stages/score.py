@@ -47,8 +47,14 @@ def build_scorer(cfg: RunConfig):
     if name in HF_ADAPTERS:
         if not s.prm_path:
             raise ConfigError(f"config key 'score.prm_path': required for scorer {name!r} (a local PRM folder)")
-        return build_prm(name, path=s.prm_path, device=cfg.model.device, dtype=_PRM_DTYPE[cfg.model.dtype],
-                         trust_remote_code=cfg.model.trust_remote_code, max_batch_tokens=s.max_batch_tokens)
+        return build_prm(
+            name,
+            path=s.prm_path,
+            device=cfg.model.device,
+            dtype=_PRM_DTYPE[cfg.model.dtype],
+            trust_remote_code=cfg.model.trust_remote_code,
+            max_batch_tokens=s.max_batch_tokens,
+        )
     return build_prm(name, **({"path": s.prm_path} if s.prm_path else {}))  # a plugin's PRM
 
 
@@ -73,8 +79,10 @@ def build_mc(cfg: RunConfig, trees_dir: Path | None = None) -> MCScorer:
     s = cfg.score
     process = s.mc_judge == MCJudge.PROCESS
     if process and cfg.problems.source != "toy":
-        raise ConfigError("config key 'score.mc_judge': 'process' needs the exact step checker, which only the "
-                          f"toy world has (problems.source is {cfg.problems.source!r}); use 'outcome'")
+        raise ConfigError(
+            "config key 'score.mc_judge': 'process' needs the exact step checker, which only the "
+            f"toy world has (problems.source is {cfg.problems.source!r}); use 'outcome'"
+        )
     leaf_judge = toy_process_judge if process else None
     if s.mc_min_paths <= 0 and s.mc_rollouts <= 0:
         return MCScorer(leaf_judge=leaf_judge, delimiter=cfg.step.delimiter_text())
@@ -82,13 +90,24 @@ def build_mc(cfg: RunConfig, trees_dir: Path | None = None) -> MCScorer:
     from sppd.sampling.engine import GenerationParams, build_engine
 
     model, tokenizer = load_policy(rollout_policy(cfg, trees_dir), cfg.model)
-    engine = build_engine(cfg.sample.engine, model=model, tokenizer=tokenizer,
-                          batch_size=cfg.sample.engine_batch_size)
-    params = GenerationParams(max_new_tokens=cfg.sample.max_total_tokens, temperature=cfg.sample.temperature,
-                              top_p=cfg.sample.top_p, stop=None)
-    return MCScorer(min_paths=s.mc_min_paths, per_node=s.mc_rollouts, nodes=s.mc_rollout_nodes, engine=engine,
-                    judge=leaf_judge or build_judge(cfg.problems.source), params=params,
-                    delimiter=cfg.step.delimiter_text(), seed=cfg.seed, leaf_judge=leaf_judge)
+    engine = build_engine(cfg.sample.engine, model=model, tokenizer=tokenizer, batch_size=cfg.sample.engine_batch_size)
+    params = GenerationParams(
+        max_new_tokens=cfg.sample.max_total_tokens,
+        temperature=cfg.sample.temperature,
+        top_p=cfg.sample.top_p,
+        stop=None,
+    )
+    return MCScorer(
+        min_paths=s.mc_min_paths,
+        per_node=s.mc_rollouts,
+        nodes=s.mc_rollout_nodes,
+        engine=engine,
+        judge=leaf_judge or build_judge(cfg.problems.source),
+        params=params,
+        delimiter=cfg.step.delimiter_text(),
+        seed=cfg.seed,
+        leaf_judge=leaf_judge,
+    )
 
 
 def read_trees(path: Path) -> list[Tree]:
@@ -96,8 +115,9 @@ def read_trees(path: Path) -> list[Tree]:
     trees = []
     for lineno, obj in read_jsonl(path):
         if obj.get("schema") != SCHEMA_VERSION:
-            raise DataFileError(f"{path}:{lineno}: field 'schema' is {obj.get('schema')!r}, "
-                                f"this sppd reads {SCHEMA_VERSION}")
+            raise DataFileError(
+                f"{path}:{lineno}: field 'schema' is {obj.get('schema')!r}, this sppd reads {SCHEMA_VERSION}"
+            )
         trees.append(Tree.from_dict(obj, f"{path}:{lineno}"))
     return trees
 
@@ -113,9 +133,13 @@ def score_shard(trees: list[Tree], scorer, mc: MCScorer, cfg: RunConfig, seed: i
         cost: dict[str, Any] = {}
     else:
         values, stats = score_trees(scorer, trees, cfg.score.packing, cfg.score.max_batch_tokens)
-        cost = {"forward_tokens": stats.forward_tokens, "padded_tokens": stats.padded_tokens,
-                "forwards": stats.forwards, "fallback_trees": stats.fallback_trees,
-                "fallback_reasons": stats.fallback_reasons}
+        cost = {
+            "forward_tokens": stats.forward_tokens,
+            "padded_tokens": stats.padded_tokens,
+            "forwards": stats.forwards,
+            "fallback_trees": stats.fallback_trees,
+            "fallback_reasons": stats.fallback_reasons,
+        }
     for tree, tree_values in zip(trees, values):
         for node, value in zip(tree.nodes, tree_values):
             node.value, node.value_source = value, cfg.score.scorer
@@ -128,8 +152,10 @@ def _check_resumable(out, scorer_name: str) -> None:
         for _, obj in read_jsonl(shard):
             found = next((n.get("value_source") for n in obj.get("nodes", [])), scorer_name)
             if found != scorer_name:
-                raise ConfigError(f"config key 'score.scorer': {out.path} holds shards scored by {found!r}, "
-                                  f"not {scorer_name!r}; remove the folder or set score.out")
+                raise ConfigError(
+                    f"config key 'score.scorer': {out.path} holds shards scored by {found!r}, "
+                    f"not {scorer_name!r}; remove the folder or set score.out"
+                )
             break
 
 
@@ -178,12 +204,22 @@ def main(cfg: RunConfig, out_dir: str = "") -> dict:
     summary = summarize(out, inputs)
     summary.update(scorer=cfg.score.scorer, packing=str(cfg.score.packing), **cost)
     if rank == 0 and len(out.shards()) == len(inputs):
-        out.write_manifest("score", counts=summary, inputs={
-            "trees": str(src.path), "shards": [p.name for p in inputs], "scorer": cfg.score.scorer,
-            "prm_path": cfg.score.prm_path, "packing": str(cfg.score.packing),
-            "mc_min_paths": cfg.score.mc_min_paths, "mc_rollouts": cfg.score.mc_rollouts,
-            "mc_rollout_nodes": str(cfg.score.mc_rollout_nodes), "mc_judge": str(cfg.score.mc_judge)},
-            **fp.manifest_fields())
+        out.write_manifest(
+            "score",
+            counts=summary,
+            inputs={
+                "trees": str(src.path),
+                "shards": [p.name for p in inputs],
+                "scorer": cfg.score.scorer,
+                "prm_path": cfg.score.prm_path,
+                "packing": str(cfg.score.packing),
+                "mc_min_paths": cfg.score.mc_min_paths,
+                "mc_rollouts": cfg.score.mc_rollouts,
+                "mc_rollout_nodes": str(cfg.score.mc_rollout_nodes),
+                "mc_judge": str(cfg.score.mc_judge),
+            },
+            **fp.manifest_fields(),
+        )
     print(format_summary(summary, out.path))
     return summary
 
@@ -200,16 +236,22 @@ def _score_todo(cfg: RunConfig, inputs: list[Path], out: StageDir, mine: list[in
         shard_cost = score_shard(trees, scorer, mc, cfg, seed=common.derive_seed(cfg.seed, "score", i))
         cost["forward_tokens"] += shard_cost.get("forward_tokens", 0)
         cost["fallback_trees"] += shard_cost.get("fallback_trees", 0)
-        cost["fallback_reasons"] += [r for r in shard_cost.get("fallback_reasons", [])
-                                     if r not in cost["fallback_reasons"]][:5]
+        cost["fallback_reasons"] += [
+            r for r in shard_cost.get("fallback_reasons", []) if r not in cost["fallback_reasons"]
+        ][:5]
         out.write_shard(TAG, i, (t.to_dict() for t in trees))
         steps += sum(len(t.nodes) for t in trees)
         bar.update(len(trees))
         bar.set_postfix(steps_s=f"{steps / max(time.perf_counter() - start, 1e-9):.0f}")
     bar.close()
     seconds = time.perf_counter() - start
-    return {**cost, "new_shards": len(todo), "new_steps": steps, "seconds": round(seconds, 2),
-            "steps_per_s": round(steps / max(seconds, 1e-9), 1)}
+    return {
+        **cost,
+        "new_shards": len(todo),
+        "new_steps": steps,
+        "seconds": round(seconds, 2),
+        "steps_per_s": round(steps / max(seconds, 1e-9), 1),
+    }
 
 
 def summarize(out: StageDir, inputs: list[Path]) -> dict:
@@ -223,14 +265,32 @@ def summarize(out: StageDir, inputs: list[Path]) -> dict:
             valued += sum(n.value is not None for n in tree.nodes)
             mc_valued += sum(n.mc_value is not None for n in tree.nodes)
             value_sum += sum(n.value for n in tree.nodes if n.value is not None)
-    return {"problems": problems, "nodes": nodes, "valued_nodes": valued, "unvalued_nodes": nodes - valued,
-            "mc_valued_nodes": mc_valued, "mean_value": round(value_sum / max(valued, 1), 4),
-            "input_shards": len(inputs)}
+    return {
+        "problems": problems,
+        "nodes": nodes,
+        "valued_nodes": valued,
+        "unvalued_nodes": nodes - valued,
+        "mc_valued_nodes": mc_valued,
+        "mean_value": round(value_sum / max(valued, 1), 4),
+        "input_shards": len(inputs),
+    }
 
 
 def format_summary(summary: dict, path) -> str:
-    keys = ["scorer", "packing", "problems", "nodes", "valued_nodes", "unvalued_nodes", "mc_valued_nodes",
-            "mean_value", "forward_tokens", "fallback_trees", "seconds", "steps_per_s"]
+    keys = [
+        "scorer",
+        "packing",
+        "problems",
+        "nodes",
+        "valued_nodes",
+        "unvalued_nodes",
+        "mc_valued_nodes",
+        "mean_value",
+        "forward_tokens",
+        "fallback_trees",
+        "seconds",
+        "steps_per_s",
+    ]
     lines = [f"score: wrote {path}"] + [f"  {k:18s} {summary[k]}" for k in keys if k in summary]
     lines += [f"  fallback: {r}" for r in summary.get("fallback_reasons", [])]
     return "\n".join(lines)

@@ -29,8 +29,14 @@ from sppd.records import RECORD_KINDS
 from sppd.settings import RunConfig, TrainConfig
 from sppd.stages import common
 from sppd.stages.fingerprint import Fingerprint, reuse
-from sppd.train.loop import (CHECKPOINTS, LoopInputs, build_optimizer, latest_checkpoint, prepare_for_training,
-                             train_loop)
+from sppd.train.loop import (
+    CHECKPOINTS,
+    LoopInputs,
+    build_optimizer,
+    latest_checkpoint,
+    prepare_for_training,
+    train_loop,
+)
 from sppd.train.objectives import ObjectiveSpec, get_objective, pair_logps
 from sppd.train.ref_cache import RefLogps, cache_key, cached_ref_logps
 
@@ -62,8 +68,16 @@ def fingerprint(cfg: RunConfig, spec: ObjectiveSpec, paths: TrainPaths) -> Finge
     gradient checkpointing change no weight), tokenization (prompt, delimiter), and the data,
     init and reference folders by their own fingerprints."""
     inputs = {"data": paths.data, "init": paths.init, **({"ref": paths.ref} if spec.needs_ref else {})}
-    exclude = ["train.out", "train.data", "train.init", "train.ref", "train.trackers", "train.log_every",
-               "train.save_every", "train.gradient_checkpointing"]
+    exclude = [
+        "train.out",
+        "train.data",
+        "train.init",
+        "train.ref",
+        "train.trackers",
+        "train.log_every",
+        "train.save_every",
+        "train.gradient_checkpointing",
+    ]
     return Fingerprint.of("train", cfg, ["train", "prompt", "step.delimiter", "step.custom"], exclude, inputs)
 
 
@@ -82,12 +96,18 @@ def make_accelerator(cfg: RunConfig, out: Path):
     device = resolve_device(cfg.model.device)
     trackers = list(cfg.train.trackers) or None
     # cpu=True is what makes `accelerate launch` on a CPU-only machine start gloo DDP.
-    acc = Accelerator(cpu=device.type == "cpu", mixed_precision=resolve_mixed_precision(cfg.train.mixed_precision, device),
-                      gradient_accumulation_steps=cfg.train.grad_accum, log_with=trackers, project_dir=str(out))
+    acc = Accelerator(
+        cpu=device.type == "cpu",
+        mixed_precision=resolve_mixed_precision(cfg.train.mixed_precision, device),
+        gradient_accumulation_steps=cfg.train.grad_accum,
+        log_with=trackers,
+        project_dir=str(out),
+    )
     if acc.gradient_accumulation_steps != cfg.train.grad_accum:  # an accelerate config/env overrode it
         raise _config.ConfigError(
             f"config key 'train.grad_accum' is {cfg.train.grad_accum} but accelerate uses "
-            f"{acc.gradient_accumulation_steps}; remove gradient_accumulation_steps from the accelerate config")
+            f"{acc.gradient_accumulation_steps}; remove gradient_accumulation_steps from the accelerate config"
+        )
     plugin = getattr(acc.state, "deepspeed_plugin", None)
     if plugin is not None:
         # No dataloader goes through accelerate.prepare, so DeepSpeed learns the micro-batch here.
@@ -117,8 +137,9 @@ def load_model(path: Path, cfg: RunConfig) -> torch.nn.Module:
 
     if not path.is_dir():
         raise FileNotFoundError(f"model folder not found: {path} (config keys 'train.init' / 'train.ref')")
-    return AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32, local_files_only=True,
-                                                trust_remote_code=cfg.model.trust_remote_code)
+    return AutoModelForCausalLM.from_pretrained(
+        str(path), dtype=torch.float32, local_files_only=True, trust_remote_code=cfg.model.trust_remote_code
+    )
 
 
 def _declared_dtype(path: Path) -> torch.dtype:
@@ -157,17 +178,36 @@ def _tracker_config(t: TrainConfig) -> dict:
     return {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in _config.to_dict(t).items()}
 
 
-def reference_logps(acc, cfg: RunConfig, spec: ObjectiveSpec, paths: TrainPaths, examples: list,
-                    settings: TokenizeSettings, pad_id: int) -> RefLogps:
+def reference_logps(
+    acc,
+    cfg: RunConfig,
+    spec: ObjectiveSpec,
+    paths: TrainPaths,
+    examples: list,
+    settings: TokenizeSettings,
+    pad_id: int,
+) -> RefLogps:
     """Cached reference log-probs of ``examples`` (computed with ``train.ref`` on first use)."""
     t = cfg.train
-    key = cache_key(examples, paths.ref, {"tokenize": settings.key(), "mixed_precision": acc.mixed_precision,
-                                          "prefix_sharing": t.prefix_sharing, "objective": str(spec.name)})
+    key = cache_key(
+        examples,
+        paths.ref,
+        {
+            "tokenize": settings.key(),
+            "mixed_precision": acc.mixed_precision,
+            "prefix_sharing": t.prefix_sharing,
+            "objective": str(spec.name),
+        },
+    )
     return cached_ref_logps(
-        acc, examples, key, paths.out.path,
+        acc,
+        examples,
+        key,
+        paths.out.path,
         load_ref_model=lambda: prepare_for_training(load_model(paths.ref, cfg), t).eval(),
         collate=lambda batch: spec.collate(batch, pad_id, t.prefix_sharing),
-        logps_fn=pair_logps, batch_size=t.batch_size,
+        logps_fn=pair_logps,
+        batch_size=t.batch_size,
     )
 
 
@@ -177,9 +217,17 @@ def _finish(acc, model, tokenizer, paths: TrainPaths, summary: dict, fp: Fingerp
     save_final_model(acc, model, tokenizer, paths.out.path, _declared_dtype(paths.init))
     if acc.is_main_process:
         atomic_write_json(paths.out.path / "train_summary.json", summary)
-        paths.out.write_manifest("train", counts=summary, inputs={
-            "objective": summary["objective"], "data": summary["data"], "init": summary["init"], "ref": summary["ref"]},
-            **fp.manifest_fields())
+        paths.out.write_manifest(
+            "train",
+            counts=summary,
+            inputs={
+                "objective": summary["objective"],
+                "data": summary["data"],
+                "init": summary["init"],
+                "ref": summary["ref"],
+            },
+            **fp.manifest_fields(),
+        )
         shutil.rmtree(paths.out.path / CHECKPOINTS, ignore_errors=True)
         print(format_summary(summary))
     acc.wait_for_everyone()
@@ -222,11 +270,19 @@ def main(cfg: RunConfig, stop_after: int | None = None) -> dict:
     model, optimizer = acc.prepare(model, build_optimizer(model, t))
     if t.trackers:
         acc.init_trackers("sppd-train", config=_tracker_config(t))
-    summary = train_loop(LoopInputs(acc, model, optimizer, spec, examples, ref, t, paths.out.path, pad_id),
-                         stop_after=stop_after)
-    summary.update(tokenize=report.summary(), ref_seconds=round(ref_seconds, 3), processes=acc.num_processes,
-                   mixed_precision=acc.mixed_precision, data=str(paths.data), init=str(paths.init),
-                   ref=str(paths.ref) if spec.needs_ref else None, out=str(paths.out.path))
+    summary = train_loop(
+        LoopInputs(acc, model, optimizer, spec, examples, ref, t, paths.out.path, pad_id), stop_after=stop_after
+    )
+    summary.update(
+        tokenize=report.summary(),
+        ref_seconds=round(ref_seconds, 3),
+        processes=acc.num_processes,
+        mixed_precision=acc.mixed_precision,
+        data=str(paths.data),
+        init=str(paths.init),
+        ref=str(paths.ref) if spec.needs_ref else None,
+        out=str(paths.out.path),
+    )
     if t.trackers:
         acc.end_training()
     if summary["complete"]:
@@ -235,6 +291,17 @@ def main(cfg: RunConfig, stop_after: int | None = None) -> dict:
 
 
 def format_summary(summary: dict) -> str:
-    keys = ["objective", "steps", "examples", "global_batch", "final_loss", "tokens", "tokens_per_s",
-            "train_seconds", "ref_seconds", "processes", "mixed_precision"]
+    keys = [
+        "objective",
+        "steps",
+        "examples",
+        "global_batch",
+        "final_loss",
+        "tokens",
+        "tokens_per_s",
+        "train_seconds",
+        "ref_seconds",
+        "processes",
+        "mixed_precision",
+    ]
     return "\n".join([f"train: wrote {summary['out']}"] + [f"  {k:16s} {summary.get(k)}" for k in keys])

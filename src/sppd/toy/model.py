@@ -25,6 +25,7 @@ class ToyModelConfig:
     tie_embeddings: bool = False  # share the input embedding and the output head
     seed: int = 0  # seed of the random initialisation
 
+
 def build_toy_model(cfg: ToyModelConfig, tokenizer: PreTrainedTokenizerBase) -> LlamaForCausalLM:
     """A randomly initialised Llama sized by ``cfg`` for ``tokenizer``'s vocabulary (seeded).
 

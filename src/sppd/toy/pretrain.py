@@ -57,6 +57,7 @@ class ToyPretrainConfig:
     max_minutes: float = 20.0  # stop training early (and still save) after this much wall time
     num_threads: int = 0  # torch CPU threads; 0 = all cores (fewer helps when other jobs share the CPU)
 
+
 def config_hash(cfg: ToyPretrainConfig) -> str:
     """Short stable hash of the config (the cache key); the thread count does not count."""
     fields_ = asdict(cfg)
@@ -71,6 +72,7 @@ def max_new_tokens_for(world: ToyWorldConfig) -> int:
 
 
 # --- corpus and batches ----------------------------------------------------------------------
+
 
 def build_corpus(cfg: ToyPretrainConfig, tokenizer) -> tuple[list[list[int]], list[int], float]:
     """``(token id lists, prompt lengths, clean fraction)``; each example is
@@ -97,7 +99,7 @@ def collate(examples: list[list[int]], prompt_lens: list[int], pad_id: int) -> d
     for row, (ids, prompt_len) in enumerate(zip(examples, prompt_lens)):
         input_ids[row, : len(ids)] = torch.tensor(ids)
         attention_mask[row, : len(ids)] = 1
-        labels[row, prompt_len: len(ids)] = torch.tensor(ids[prompt_len:])
+        labels[row, prompt_len : len(ids)] = torch.tensor(ids[prompt_len:])
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 
@@ -112,9 +114,17 @@ def lr_at(step: int, cfg: ToyPretrainConfig) -> float:
 
 # --- evaluation ------------------------------------------------------------------------------
 
+
 @torch.no_grad()
-def generate_solutions(model, tokenizer, questions: list[str], batch_size: int, max_new_tokens: int,
-                       temperature: float = 0.0, seed: int = 0) -> list[str]:
+def generate_solutions(
+    model,
+    tokenizer,
+    questions: list[str],
+    batch_size: int,
+    max_new_tokens: int,
+    temperature: float = 0.0,
+    seed: int = 0,
+) -> list[str]:
     """One completion per question (greedy when ``temperature == 0``), special tokens removed.
 
     Batched ``generate`` with left padding; the decoded text starts right after the prompt.
@@ -127,23 +137,28 @@ def generate_solutions(model, tokenizer, questions: list[str], batch_size: int, 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         for start in range(0, len(questions), batch_size):
-            prompts = [prompt_text(q) for q in questions[start: start + batch_size]]
+            prompts = [prompt_text(q) for q in questions[start : start + batch_size]]
             batch = tokenizer(prompts, padding=True, return_tensors="pt")
             out_ids = model.generate(
-                **batch, max_new_tokens=max_new_tokens, do_sample=sampling,
-                temperature=temperature if sampling else None, top_k=0 if sampling else None,
+                **batch,
+                max_new_tokens=max_new_tokens,
+                do_sample=sampling,
+                temperature=temperature if sampling else None,
+                top_k=0 if sampling else None,
                 top_p=1.0 if sampling else None,
-                pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id,
             )
-            new_ids = out_ids[:, batch["input_ids"].shape[1]:]
+            new_ids = out_ids[:, batch["input_ids"].shape[1] :]
             texts.extend(tokenizer.batch_decode(new_ids, skip_special_tokens=True))
     model.train(was_training)
     tokenizer.padding_side = padding_side
     return texts
 
 
-def greedy_accuracy(model, tokenizer, problems: list[Problem], batch_size: int = 100,
-                    max_new_tokens: int = 200) -> float:
+def greedy_accuracy(
+    model, tokenizer, problems: list[Problem], batch_size: int = 100, max_new_tokens: int = 200
+) -> float:
     """Fraction of ``problems`` whose greedy solution's boxed answer equals the gold answer."""
     if not problems:
         return 0.0
@@ -151,18 +166,34 @@ def greedy_accuracy(model, tokenizer, problems: list[Problem], batch_size: int =
     return sum(check_answer(p.gold, t) for p, t in zip(problems, texts)) / len(problems)
 
 
-def sampled_accuracy(model, tokenizer, problems: list[Problem], n_samples: int = 8, temperature: float = 1.0,
-                     batch_size: int = 128, max_new_tokens: int = 200, seed: int = 0) -> float:
+def sampled_accuracy(
+    model,
+    tokenizer,
+    problems: list[Problem],
+    n_samples: int = 8,
+    temperature: float = 1.0,
+    batch_size: int = 128,
+    max_new_tokens: int = 200,
+    seed: int = 0,
+) -> float:
     """Fraction of correct solutions among ``n_samples`` samples per problem at ``temperature``."""
     if not problems:
         return 0.0
     repeated = [p for p in problems for _ in range(n_samples)]
-    texts = generate_solutions(model, tokenizer, [p.question for p in repeated], batch_size,
-                               max_new_tokens, temperature=temperature, seed=seed)
+    texts = generate_solutions(
+        model,
+        tokenizer,
+        [p.question for p in repeated],
+        batch_size,
+        max_new_tokens,
+        temperature=temperature,
+        seed=seed,
+    )
     return sum(check_answer(p.gold, t) for p, t in zip(repeated, texts)) / len(repeated)
 
 
 # --- training --------------------------------------------------------------------------------
+
 
 def _plot_curve(curve: list[dict], path: Path) -> None:
     """Greedy accuracy and loss against minutes, saved as a PNG."""
@@ -202,7 +233,7 @@ def _train(cfg: ToyPretrainConfig, model, tokenizer, out_dir: Path, progress: bo
             fresh = list(range(len(examples)))
             order_rng.shuffle(fresh)
             order += fresh
-        picked, order = order[: cfg.batch_size], order[cfg.batch_size:]
+        picked, order = order[: cfg.batch_size], order[cfg.batch_size :]
         batch = collate([examples[i] for i in picked], [prompt_lens[i] for i in picked], tokenizer.pad_token_id)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step - 1, cfg)
@@ -225,8 +256,11 @@ def _train(cfg: ToyPretrainConfig, model, tokenizer, out_dir: Path, progress: bo
             with open(out_dir / "curve.jsonl", "a") as fh:
                 fh.write(json.dumps(entry) + "\n")
         train_seconds = max(1e-9, time.perf_counter() - start - eval_seconds)
-        bar.set_postfix(loss=f"{loss_ema:.3f}", tok_s=f"{tokens / train_seconds:.0f}",
-                        acc=f"{curve[-1]['greedy_acc']:.2f}" if curve else "-")
+        bar.set_postfix(
+            loss=f"{loss_ema:.3f}",
+            tok_s=f"{tokens / train_seconds:.0f}",
+            acc=f"{curve[-1]['greedy_acc']:.2f}" if curve else "-",
+        )
         bar.update(1)
         if out_of_time:
             break

@@ -95,6 +95,7 @@ class Step:
 
 # --- expressions: numbers and operators, never eval ------------------------------------------
 
+
 def apply_op(a: int, op: str, b: int) -> int:
     """``a op b`` for op in '+-*'."""
     if op == "+":
@@ -144,7 +145,7 @@ def next_op_index(ops: list[str]) -> int:
 
 def reduce_at(nums: list[int], ops: list[str], i: int, result: int) -> tuple[list[int], list[str]]:
     """Replace ``nums[i] ops[i] nums[i+1]`` by ``result``."""
-    return nums[:i] + [result] + nums[i + 2:], ops[:i] + ops[i + 1:]
+    return nums[:i] + [result] + nums[i + 2 :], ops[:i] + ops[i + 1 :]
 
 
 def evaluate(nums: list[int], ops: list[str]) -> int:
@@ -187,6 +188,7 @@ def prompt_text(question: str) -> str:
 
 
 # --- the noisy corpus ------------------------------------------------------------------------
+
 
 def plausible_error(a: int, op: str, b: int, cfg: ToyWorldConfig) -> tuple[bool, int]:
     """``(is_hard, wrong_value)`` for step ``a op b``: the one mistake the corpus makes there.
@@ -308,6 +310,13 @@ def generate_problems(cfg: ToyWorldConfig, split: Split, n: int, seed: int) -> l
     problems = []
     for i, q in enumerate(sample_questions(cfg, split, n, seed, unique=True)):
         steps = solve(q)
-        problems.append(Problem(id=f"toy-{split}-{i:06d}", question=q, gold=str(steps[-1].result),
-                                source="toy", meta={"split": split, "n_ops": len(steps)}))
+        problems.append(
+            Problem(
+                id=f"toy-{split}-{i:06d}",
+                question=q,
+                gold=str(steps[-1].result),
+                source="toy",
+                meta={"split": split, "n_ops": len(steps)},
+            )
+        )
     return problems

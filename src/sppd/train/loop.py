@@ -81,8 +81,10 @@ def make_plan(n_examples: int, cfg: TrainConfig, processes: int) -> StepPlan:
     full, tail = divmod(n_examples, global_batch)
     steps_per_epoch = full + (1 if tail >= min_step else 0)
     if steps_per_epoch == 0:
-        raise ValueError(f"{n_examples} examples cannot fill one optimizer step of {processes} process(es) x "
-                         f"grad_accum {cfg.grad_accum} micro-batches")
+        raise ValueError(
+            f"{n_examples} examples cannot fill one optimizer step of {processes} process(es) x "
+            f"grad_accum {cfg.grad_accum} micro-batches"
+        )
     total = cfg.max_steps if cfg.max_steps > 0 else steps_per_epoch * cfg.epochs
     return StepPlan(n_examples, global_batch, min_step, steps_per_epoch, total, cfg.seed)
 
@@ -123,6 +125,7 @@ def prepare_for_training(model: torch.nn.Module, cfg: TrainConfig) -> torch.nn.M
 
 # --- checkpoints ------------------------------------------------------------------------------
 
+
 def latest_checkpoint(out_dir: Path) -> tuple[Path, int] | None:
     """Newest complete checkpoint (its ``trainer_state.json`` is written last) and its step."""
     found = []
@@ -162,6 +165,7 @@ def _trim_metrics(path: Path, last_step: int) -> None:
 
 # --- the loop ---------------------------------------------------------------------------------
 
+
 @dataclass
 class LoopInputs:
     """What :func:`train_loop` runs on. ``model`` and ``optimizer`` are already prepared by the
@@ -178,8 +182,9 @@ class LoopInputs:
     pad_id: int
 
 
-def _run_step(inp: LoopInputs, micro_batches: list[list[int]], denominator: float, lr: float
-              ) -> tuple[dict[str, torch.Tensor], float]:
+def _run_step(
+    inp: LoopInputs, micro_batches: list[list[int]], denominator: float, lr: float
+) -> tuple[dict[str, torch.Tensor], float]:
     """Forward/backward every micro-batch, clip, step. Returns local metric sums and grad norm."""
     acc, cfg = inp.accelerator, inp.cfg
     # accelerator.backward divides by grad_accum and DDP averages over processes; undo both so
@@ -220,11 +225,18 @@ def _reduce(acc, sums: dict[str, torch.Tensor]) -> dict[str, float]:
     return dict(zip(names, stacked.tolist()))
 
 
-def _step_record(step: int, plan: StepPlan, totals: dict[str, float], denominator: float, lr: float,
-                 grad_norm: float) -> dict:
-    record = {"step": step + 1, "epoch": round((step + 1) / plan.steps_per_epoch, 4),
-              "loss": totals["loss_sum"] / denominator, "lr": lr, "grad_norm": grad_norm,
-              "tokens": int(totals["tokens"]), "examples": int(totals["examples"])}
+def _step_record(
+    step: int, plan: StepPlan, totals: dict[str, float], denominator: float, lr: float, grad_norm: float
+) -> dict:
+    record = {
+        "step": step + 1,
+        "epoch": round((step + 1) / plan.steps_per_epoch, 4),
+        "loss": totals["loss_sum"] / denominator,
+        "lr": lr,
+        "grad_norm": grad_norm,
+        "tokens": int(totals["tokens"]),
+        "examples": int(totals["examples"]),
+    }
     for name, value in totals.items():
         if name not in ("loss_sum", "tokens", "examples"):
             record[name] = value / totals["examples"]  # per-example means
@@ -298,9 +310,18 @@ def train_loop(inp: LoopInputs, stop_after: int | None = None) -> dict:
             break
     seconds = log.close()
     steps_done = last.get("step", start_step)
-    return {"objective": str(inp.spec.name), "steps": steps_done, "total_steps": plan.total_steps,
-            "complete": steps_done >= plan.total_steps, "resumed_from": resumed_from,
-            "examples": plan.n_examples, "global_batch": plan.global_batch,
-            "steps_per_epoch": plan.steps_per_epoch, "tail_skipped_per_epoch": plan.tail_skipped,
-            "final_loss": last.get("loss"), "train_seconds": round(seconds, 3), "tokens": log.tokens_total,
-            "tokens_per_s": round(log.tokens_total / max(seconds, 1e-9), 1)}
+    return {
+        "objective": str(inp.spec.name),
+        "steps": steps_done,
+        "total_steps": plan.total_steps,
+        "complete": steps_done >= plan.total_steps,
+        "resumed_from": resumed_from,
+        "examples": plan.n_examples,
+        "global_batch": plan.global_batch,
+        "steps_per_epoch": plan.steps_per_epoch,
+        "tail_skipped_per_epoch": plan.tail_skipped,
+        "final_loss": last.get("loss"),
+        "train_seconds": round(seconds, 3),
+        "tokens": log.tokens_total,
+        "tokens_per_s": round(log.tokens_total / max(seconds, 1e-9), 1),
+    }

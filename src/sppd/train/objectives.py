@@ -41,8 +41,12 @@ class ObjectiveOutput:
 def _forward_logits(model, input_ids, attention_mask, first_kept: int) -> torch.Tensor:
     """(N, T - first_kept, V) logits; rows before ``first_kept`` only see the prompt and predict
     nothing scored, so their lm_head projection is skipped."""
-    return model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False,
-                 logits_to_keep=input_ids.shape[1] - first_kept).logits
+    return model(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        use_cache=False,
+        logits_to_keep=input_ids.shape[1] - first_kept,
+    ).logits
 
 
 def pair_logps(model, batch: PairBatch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -65,17 +69,22 @@ def sft_loss(model, batch: SFTBatch, cfg: TrainConfig) -> ObjectiveOutput:
     first_kept = int(batch.prompt_lens.min()) - 1
     logits = _forward_logits(model, batch.input_ids, batch.attention_mask, first_kept)
     out = sft_nll(logits, batch.input_ids[:, first_kept:], batch.loss_mask[:, first_kept:])
-    return ObjectiveOutput(loss_sum=out.nll_sums.sum(),
-                           metric_sums={"completion_tokens": out.n_tokens.sum().detach()})
+    return ObjectiveOutput(loss_sum=out.nll_sums.sum(), metric_sums={"completion_tokens": out.n_tokens.sum().detach()})
 
 
 def _preference_output(model, batch: PairBatch, cfg: TrainConfig, margin: torch.Tensor | None) -> ObjectiveOutput:
     if batch.ref_chosen_logps is None:
         raise ValueError("preference batches need reference log-probs (PairBatch.with_ref)")
     chosen_logps, rejected_logps = pair_logps(model, batch)
-    out = preference_loss(chosen_logps, rejected_logps, batch.ref_chosen_logps.to(chosen_logps.dtype),
-                          batch.ref_rejected_logps.to(chosen_logps.dtype), beta=cfg.beta, margin=margin,
-                          label_smoothing=cfg.label_smoothing)
+    out = preference_loss(
+        chosen_logps,
+        rejected_logps,
+        batch.ref_chosen_logps.to(chosen_logps.dtype),
+        batch.ref_rejected_logps.to(chosen_logps.dtype),
+        beta=cfg.beta,
+        margin=margin,
+        label_smoothing=cfg.label_smoothing,
+    )
     metrics = {
         "rewards/chosen": out.chosen_rewards.sum(),
         "rewards/rejected": out.rejected_rewards.sum(),
@@ -124,19 +133,35 @@ class ObjectiveSpec:
 
 OBJECTIVES: dict[Objective, ObjectiveSpec] = {
     Objective.SFT: ObjectiveSpec(
-        name=Objective.SFT, record_cls=SFTExample, data_subdir="sft", tokenize=tokenize_sft,
+        name=Objective.SFT,
+        record_cls=SFTExample,
+        data_subdir="sft",
+        tokenize=tokenize_sft,
         collate=lambda examples, pad_id, prefix_sharing: collate_sft(examples, pad_id),
-        loss=sft_loss, weight=lambda e: float(len(e.completion_ids)), needs_ref=False,
+        loss=sft_loss,
+        weight=lambda e: float(len(e.completion_ids)),
+        needs_ref=False,
     ),
     Objective.DPO: ObjectiveSpec(
-        name=Objective.DPO, record_cls=PreferencePair, data_subdir="dpo", tokenize=tokenize_preference_pairs,
+        name=Objective.DPO,
+        record_cls=PreferencePair,
+        data_subdir="dpo",
+        tokenize=tokenize_preference_pairs,
         # Whole trajectories share only a short prompt: two plain rows beat a T^2 packed mask.
         collate=lambda examples, pad_id, prefix_sharing: collate_pairs(examples, pad_id, prefix_sharing=False),
-        loss=dpo_loss, weight=lambda e: 1.0, needs_ref=True,
+        loss=dpo_loss,
+        weight=lambda e: 1.0,
+        needs_ref=True,
     ),
     Objective.STEP_DPO: ObjectiveSpec(
-        name=Objective.STEP_DPO, record_cls=StepPair, data_subdir="step_pairs", tokenize=tokenize_step_pairs,
-        collate=collate_pairs, loss=step_dpo_loss, weight=lambda e: 1.0, needs_ref=True,
+        name=Objective.STEP_DPO,
+        record_cls=StepPair,
+        data_subdir="step_pairs",
+        tokenize=tokenize_step_pairs,
+        collate=collate_pairs,
+        loss=step_dpo_loss,
+        weight=lambda e: 1.0,
+        needs_ref=True,
     ),
 }
 
@@ -147,4 +172,3 @@ def get_objective(name: Objective | str) -> ObjectiveSpec:
         return OBJECTIVES[Objective(str(name))]
     except ValueError:
         raise ValueError(f"unknown objective {name!r}; known: {', '.join(o.value for o in OBJECTIVES)}") from None
-

@@ -67,9 +67,7 @@ class PackedPairBatch:
     def to(self, device: torch.device | str) -> PackedPairBatch:
         """Copy of the batch with every tensor on ``device``."""
         values = {f.name: getattr(self, f.name) for f in fields(self)}
-        return PackedPairBatch(
-            **{k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in values.items()}
-        )
+        return PackedPairBatch(**{k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in values.items()})
 
     @property
     def unshared_token_count(self) -> int:

@@ -57,8 +57,11 @@ def model_fingerprint(path: str | os.PathLike) -> dict:
 def cache_key(examples: list[PairTokens], ref_path: str | os.PathLike, settings: dict) -> str:
     """24-hex-digit key of (examples' ids, reference model, settings such as precision)."""
     h = hashlib.sha256()
-    h.update(json.dumps({"version": CACHE_VERSION, "model": model_fingerprint(ref_path), **settings},
-                        sort_keys=True, default=str).encode())
+    h.update(
+        json.dumps(
+            {"version": CACHE_VERSION, "model": model_fingerprint(ref_path), **settings}, sort_keys=True, default=str
+        ).encode()
+    )
     for e in examples:
         for ids in (e.prompt_ids, e.chosen_ids, e.rejected_ids):
             h.update(len(ids).to_bytes(4, "little"))
@@ -67,8 +70,16 @@ def cache_key(examples: list[PairTokens], ref_path: str | os.PathLike, settings:
 
 
 @torch.no_grad()
-def compute_ref_logps(model, examples: list[PairTokens], indices: list[int], collate: Callable,
-                      logps_fn: Callable, batch_size: int, device, autocast=None) -> tuple[torch.Tensor, torch.Tensor]:
+def compute_ref_logps(
+    model,
+    examples: list[PairTokens],
+    indices: list[int],
+    collate: Callable,
+    logps_fn: Callable,
+    batch_size: int,
+    device,
+    autocast=None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probs of ``examples[indices]`` with ``model``, in the order of ``indices``.
 
     ``collate(examples) -> batch`` and ``logps_fn(model, batch) -> ((B,), (B,))`` are the same
@@ -94,8 +105,16 @@ def _atomic_torch_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def cached_ref_logps(accelerator, examples: list[PairTokens], key: str, out_dir: Path,
-                     load_ref_model: Callable, collate: Callable, logps_fn: Callable, batch_size: int) -> RefLogps:
+def cached_ref_logps(
+    accelerator,
+    examples: list[PairTokens],
+    key: str,
+    out_dir: Path,
+    load_ref_model: Callable,
+    collate: Callable,
+    logps_fn: Callable,
+    batch_size: int,
+) -> RefLogps:
     """Load ``<out_dir>/ref_logps-<key>.pt`` or compute it (split across processes) and save it.
 
     ``load_ref_model()`` is called only when computing; the model is dropped before returning.
@@ -105,8 +124,9 @@ def cached_ref_logps(accelerator, examples: list[PairTokens], key: str, out_dir:
         rank, world = accelerator.process_index, accelerator.num_processes
         mine = list(range(rank, len(examples), world))
         model = load_ref_model().to(accelerator.device).eval()
-        chosen, rejected = compute_ref_logps(model, examples, mine, collate, logps_fn, batch_size,
-                                             accelerator.device, accelerator.autocast)
+        chosen, rejected = compute_ref_logps(
+            model, examples, mine, collate, logps_fn, batch_size, accelerator.device, accelerator.autocast
+        )
         del model
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
