@@ -96,25 +96,26 @@ def prepare(work: Path, n_pairs: int) -> dict:
 
 
 def run_config(work: Path, args, prefix_sharing: bool):
-    from sppd.settings import ChatTemplateMode, PromptConfig, RunConfig, TrainConfig
+    from sppd.settings import PromptConfig, RunConfig, TrainConfig
+    from sppd.types import ChatTemplateMode, MixedPrecision, Objective, OptimizerName
 
     return RunConfig(
         run_dir=str(work / "runs"),
         threads=args.threads,
         prompt=PromptConfig(template="Q: {question}\n", chat_template=ChatTemplateMode.NEVER),
         train=TrainConfig(
-            objective="step_dpo",
+            objective=Objective.STEP_DPO,
             data=str(work / "pairs"),
             init=str(work / "model"),
             out=str(work / f"out-{time.time_ns()}"),
-            optimizer="adamw",
+            optimizer=OptimizerName.ADAMW,
             lr=LR,
             beta=BETA,
             batch_size=args.batch_size,
             epochs=1,
             warmup_ratio=WARMUP,
             max_grad_norm=1.0,
-            mixed_precision="no",
+            mixed_precision=MixedPrecision.NO,
             prefix_sharing=prefix_sharing,
             log_every=1,
             seed=0,

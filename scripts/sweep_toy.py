@@ -21,6 +21,7 @@ import json
 from pathlib import Path
 
 from sppd.settings import load_run_config
+from sppd.types import NO_PRM
 
 
 def main() -> None:
@@ -52,7 +53,7 @@ def main() -> None:
     val_cfg = dataclasses.replace(
         cfg,
         eval=dataclasses.replace(
-            cfg.eval, benchmarks=["toy-val"], n_samples=0, n_problems=args.val_problems, prm="none"
+            cfg.eval, benchmarks=["toy-val"], n_samples=0, n_problems=args.val_problems, prm=NO_PRM
         ),
     )
 

@@ -1,5 +1,6 @@
 """Config strictness: unknown keys, wrong types and missing values are errors naming the key."""
 
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -111,3 +112,41 @@ def test_run_config_dump_round_trips(tmp_path):
     path.write_text(config.dump_yaml(cfg))
     again = config.load(RunConfig, str(path))
     assert again == cfg and again.sample.K == 5
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("eval.sample_score=lsat", "eval.sample_score"),
+        ("prm.label=hrad", "prm.label"),
+        ("train.mixed_precision=bf61", "train.mixed_precision"),
+        ("model.dtype=fp8", "model.dtype"),
+        ("train.margin=dynamc", "train.margin"),
+        ("pipeline.step_dpo.margin=fix", "pipeline.step_dpo.margin"),
+        ("eval.prm=nnoe", "eval.prm"),
+        ("score.scorer=skywrok", "score.scorer"),
+        ("problems.split=tset", "problems.split"),
+    ],
+)
+def test_a_typo_in_a_closed_choice_fails_at_load_naming_the_key(override, key):
+    """Before: sample_score was parsed after all generation, 'hrad' silently meant soft labels,
+    mixed_precision was checked at train time and an eval.prm typo failed only in the eval stage."""
+    from sppd.settings import load_run_config
+
+    bad = override.split("=", 1)[1]
+    with pytest.raises(ConfigError, match=rf"config key '{re.escape(key)}': '{bad}' is not one of"):
+        load_run_config("toy-tiny", [override])
+
+
+def test_closed_choices_load_as_enums_and_dump_as_the_same_strings():
+    from sppd.settings import load_run_config
+    from sppd.types import NO_PRM, DType, MixedPrecision, PRMLabel, SampleScore
+
+    # mixed_precision=no: YAML reads an unquoted no as false, which must still mean "no".
+    overrides = ["eval.sample_score=min", "prm.label=hard", "train.mixed_precision=no", "eval.prm=none"]
+    cfg = load_run_config("toy-tiny", [*overrides, "model.dtype=bfloat16"])  # the torch spelling is an alias
+    assert cfg.eval.sample_score is SampleScore.MIN and cfg.prm.label is PRMLabel.HARD
+    assert cfg.train.mixed_precision is MixedPrecision.NO and cfg.eval.prm == NO_PRM
+    assert cfg.model.dtype is DType.BF16
+    out = config.to_dict(cfg)
+    assert (out["eval"]["sample_score"], out["prm"]["label"], out["model"]["dtype"]) == ("min", "hard", "bf16")

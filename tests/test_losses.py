@@ -18,7 +18,6 @@ import pytest
 import torch
 
 from sppd.losses import (
-    MarginMode,
     chosen_nll,
     preference_loss,
     sequence_logps,
@@ -26,6 +25,7 @@ from sppd.losses import (
     step_margin,
     token_logps,
 )
+from sppd.types import MarginMode
 
 LN2 = math.log(2.0)
 BETA = 0.1

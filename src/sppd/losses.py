@@ -10,10 +10,11 @@ Shapes: ``B`` batch, ``T`` sequence length, ``V`` vocabulary size.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 
 import torch
 import torch.nn.functional as F
+
+from sppd.types import MarginMode
 
 # Low-precision logits are upcast to fp32 for the log-sum-exp one batch row at a time, so a
 # (B, T, V) fp32 copy of bf16 logits (GiBs for a 150k vocabulary) never exists at once.
@@ -96,14 +97,6 @@ def sft_nll(logits: torch.Tensor, labels: torch.Tensor, loss_mask: torch.Tensor)
     return SFTLossOutput(losses=nll_sums / n_tokens.clamp(min=1.0), nll_sums=nll_sums, n_tokens=n_tokens)
 
 
-class MarginMode(StrEnum):
-    """How the step-DPO margin m in -log σ(β·h − m) is set (paper Eq. 5 and §6.3, Table 4)."""
-
-    DYNAMIC = "dynamic"  # m = γ·(V(s_w) − V(s_l)): SPPD's dynamic value margin (Eq. 5)
-    FIXED = "fixed"  # m = a constant γ*: the "fix-margin" ablation of Table 4
-    NONE = "none"  # m = 0: plain Step-DPO (Lai et al., 2024), Eq. 5 with γ = 0
-
-
 def step_margin(
     mode: MarginMode | str,
     values_chosen: torch.Tensor,
@@ -114,7 +107,7 @@ def step_margin(
     """Per-pair margin m for :func:`preference_loss`.
 
     Args:
-        mode: a :class:`MarginMode` (or its string value).
+        mode: a :class:`sppd.types.MarginMode` (or its string value).
         values_chosen: (B,) V(s_{t+1}^w), the value (PRM score) of the state after the chosen step.
         values_rejected: (B,) V(s_{t+1}^l), same for the rejected step.
         gamma: γ of Eq. 5, used by ``dynamic``.

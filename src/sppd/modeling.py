@@ -1,4 +1,5 @@
-"""Load a policy (causal LM + tokenizer) from a local HF folder with the configured dtype/device.
+"""Load a policy (causal LM + tokenizer) from a local HF folder with the configured dtype/device,
+and the tokenizer loader every model (policy or PRM) goes through.
 
 Only local folders: nothing here reaches a model hub (``local_files_only``), which is what a
 cluster without network and this project's offline tests both need.
@@ -11,7 +12,8 @@ from pathlib import Path
 
 import torch
 
-from sppd.settings import DType, ModelConfig
+from sppd.runtime import resolve_device, resolve_dtype
+from sppd.settings import ModelConfig
 
 
 def set_threads(threads: int) -> None:
@@ -19,19 +21,8 @@ def set_threads(threads: int) -> None:
     torch.set_num_threads(threads if threads > 0 else (os.cpu_count() or 1))
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def resolve_dtype(dtype: DType, device: torch.device) -> torch.dtype:
-    if dtype == DType.AUTO:
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    return {DType.FP32: torch.float32, DType.BF16: torch.bfloat16, DType.FP16: torch.float16}[dtype]
-
-
 def load_tokenizer(path: str | Path, trust_remote_code: bool = False):
+    """The tokenizer of a local folder (policy or PRM), with a pad token (EOS when it has none)."""
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True, trust_remote_code=trust_remote_code)

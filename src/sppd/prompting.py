@@ -7,7 +7,8 @@ it; base models (and the toy model) get a plain text template.
 
 from __future__ import annotations
 
-from sppd.settings import ChatTemplateMode, PromptConfig
+from sppd.settings import PromptConfig
+from sppd.types import ChatTemplateMode
 
 
 def uses_chat_template(tokenizer, cfg: PromptConfig) -> bool:

@@ -2,40 +2,36 @@
 
 One root config for all stages (rather than one file per stage) because a pipeline run shares
 the model, prompt, step rule and problems between stages; each stage reads its own section.
-Loading and strictness live in ``sppd.config``; this module only declares what exists.
+Loading and strictness live in ``sppd.config``; this module only declares what exists. The
+closed choices (enums) live in ``sppd.types``, which every layer imports without pulling this in.
 Each field's comment is its one-line documentation (``sppd show-config`` prints the values).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import StrEnum
 
 from sppd import config as _config
 from sppd.toy.pretrain import ToyPretrainConfig
-
-
-class ChatTemplateMode(StrEnum):
-    """Whether prompts go through the tokenizer's chat template."""
-
-    AUTO = "auto"  # use it when the tokenizer has one
-    ALWAYS = "always"
-    NEVER = "never"
-
-
-class StepDelimiter(StrEnum):
-    """How a solution is cut into steps while generating."""
-
-    NEWLINE = "newline"  # one step per line (the toy world, "Step k:" lines)
-    BLANK_LINE = "blank_line"  # steps separated by an empty line (typical for real models)
-    CUSTOM = "custom"  # the string in ``step.custom``
-
-
-class DType(StrEnum):
-    AUTO = "auto"  # bf16 on CUDA, fp32 on CPU
-    FP32 = "fp32"
-    BF16 = "bf16"
-    FP16 = "fp16"
+from sppd.types import (
+    NO_PRM,
+    ChatTemplateMode,
+    DType,
+    MarginMode,
+    MCJudge,
+    MixedPrecision,
+    Objective,
+    OptimizerName,
+    OverlongRule,
+    PackingMode,
+    PRMLabel,
+    RolloutNodes,
+    SampleScore,
+    Stage2Init,
+    StepDelimiter,
+    StepPairMode,
+    ToySplit,
+)
 
 
 @dataclass
@@ -73,7 +69,7 @@ class StepConfig:
 @dataclass
 class ProblemsConfig:
     source: str = "toy"  # toy | benchmark name (gsm8k, math500, ...) | mix | path to a JSONL file
-    split: str = "train"  # toy split: train | val | test
+    split: ToySplit = ToySplit.TRAIN  # toy split: train | val | test
     n: int | None = None  # use the first n problems (None = all)
     question_field: str = "question"  # JSONL field names for user files
     answer_field: str = "answer"
@@ -94,28 +90,6 @@ class SampleConfig:
     engine_batch_size: int = 256  # most sequences in one engine call
     problems_per_shard: int = 16  # problems advanced in lockstep and written as one shard
     out: str = ""  # output folder (default: <run_dir>/trees)
-
-
-class PackingMode(StrEnum):
-    """How a causal PRM scores a tree."""
-
-    TREE = "tree"  # whole tree in one sequence, tree-shaped attention mask: each token once
-    PATH = "path"  # each root-to-leaf path once; shared prefixes reuse the path's scores
-    NODE = "node"  # every node's full prefix separately (the naive baseline)
-
-
-class RolloutNodes(StrEnum):
-    """Which nodes get ``score.mc_rollouts`` extra rollouts (``mc_min_paths`` top-ups apply to all)."""
-
-    BRANCHING = "branching"  # children of a node with 2+ children: the steps step pairs compare
-    ALL = "all"  # every non-terminal node
-
-
-class MCJudge(StrEnum):
-    """What counts as a correct completion in Monte-Carlo values."""
-
-    OUTCOME = "outcome"  # the final answer is right (Math-Shepherd; works for any problem)
-    PROCESS = "process"  # the answer and every step are right (toy world only: needs the exact step checker)
 
 
 @dataclass
@@ -143,15 +117,10 @@ class PRMTrainConfig:
     batch_size: int = 32  # paths per step
     min_mc_paths: int = 1  # a node's MC label is used when it rests on at least this many paths
     synthetic_solutions: int = 0  # toy: add this many process-labelled generated solutions (sppd.prm.toy_labels)
-    label: str = "soft"  # soft: fraction of correct completions; hard: any correct completion (Math-Shepherd HE)
+    label: PRMLabel = (
+        PRMLabel.SOFT
+    )  # soft: fraction of correct completions; hard: any correct completion (Math-Shepherd HE)
     val_fraction: float = 0.1  # problems held out to report PRM accuracy
-
-
-class StepPairMode(StrEnum):
-    """Which sibling pairs become step-level preference data."""
-
-    THRESHOLD = "threshold"  # pairs whose value gap exceeds build.step_gap (paper §6.1: 0.5)
-    EVERY_STEP = "every_step"  # a pair at every branching node (the §5 every-step variant)
 
 
 @dataclass
@@ -166,30 +135,6 @@ class BuildConfig:
     pairs_per_parent: int = 1  # most pairs per branching node (best vs worst first)
     require_complete_subtree: bool = False  # drop steps under which no complete path exists
     max_step_pairs_per_problem: int = 0  # cap per problem (0 = no cap)
-
-
-class Objective(StrEnum):
-    SFT = "sft"  # next-token NLL on tau_+ (SFT-PRM, §4.3)
-    DPO = "dpo"  # sentence-level sigmoid DPO on (tau_+, tau_-) (DPO-PRM, §4.3)
-    STEP_DPO = "step_dpo"  # step pairs with a value margin (SPPD, Eq. 5)
-
-
-class OptimizerName(StrEnum):
-    ADAMW = "adamw"
-    SGD = "sgd"
-
-
-class MarginName(StrEnum):
-    """Margin of step-DPO: gamma*(V(s_w)-V(s_l)) (Eq. 5), a constant, or none (plain Step-DPO)."""
-
-    DYNAMIC = "dynamic"
-    FIXED = "fixed"
-    NONE = "none"
-
-
-class OverlongRule(StrEnum):
-    DROP = "drop"  # skip examples longer than train.max_length (logged and counted)
-    TRUNCATE = "truncate"  # cut the completion's end (the prompt is never cut)
 
 
 @dataclass
@@ -211,7 +156,7 @@ class TrainConfig:
     warmup_ratio: float = 0.1  # linear warmup share of the steps, then cosine decay
     min_lr_ratio: float = 0.0  # cosine floor as a fraction of lr
     beta: float = 0.1  # DPO/step-DPO beta (paper: 0.1)
-    margin: MarginName = MarginName.DYNAMIC  # step-DPO margin mode
+    margin: MarginMode = MarginMode.DYNAMIC  # step-DPO margin mode
     gamma: float = 1.0  # dynamic margin scale (paper sweeps 0.1..5)
     fixed_margin: float = 0.0  # margin when margin=fixed
     label_smoothing: float = 0.0  # conservative DPO smoothing
@@ -219,7 +164,7 @@ class TrainConfig:
     max_length: int = 1024  # longest prompt+completion in tokens
     overlong: OverlongRule = OverlongRule.DROP  # what to do with longer examples
     prefix_sharing: bool = True  # step pairs: prefix once, chosen and rejected side by side
-    mixed_precision: str = "auto"  # auto (bf16 on GPU, no on CPU) | no | bf16 | fp16
+    mixed_precision: MixedPrecision = MixedPrecision.AUTO  # auto (bf16 on GPU, no on CPU) | no | bf16 | fp16
     gradient_checkpointing: bool = False  # trade compute for memory on big models
     save_every: int = 0  # checkpoint every N optimizer steps (0 = only at the end)
     log_every: int = 1  # metrics line every N optimizer steps
@@ -239,9 +184,9 @@ class EvalConfig:
     max_new_tokens: int = 2048  # generation limit (paper: 2048)
     batch_size: int = 128  # most sequences per engine call
     problems_per_shard: int = 64  # problems per resumable output shard
-    prm: str = ""  # scorer for ORM methods ("" = score.scorer, "none" = skip ORM methods)
+    prm: str = ""  # PRM name for ORM methods ("" = score.scorer, "none" = skip ORM methods; checked at load)
     prm_path: str = ""  # PRM folder ("" = score.prm_path, toy default <run_dir>/prm)
-    sample_score: str = "last"  # which step score stands for a sample: last | min | mean
+    sample_score: SampleScore = SampleScore.LAST  # which step score stands for a sample: last | min | mean
     bootstrap: int = 1000  # bootstrap resamples for 95% intervals
     grade_timeout_s: float = 5.0  # per-answer grading timeout (math-verify in worker processes)
     model: str = ""  # model folder to evaluate (default: the policy)
@@ -250,13 +195,6 @@ class EvalConfig:
 
 def _train(objective: Objective, optimizer: OptimizerName, lr: float) -> TrainConfig:
     return TrainConfig(objective=objective, optimizer=optimizer, lr=lr)
-
-
-class Stage2Init(StrEnum):
-    """The model Stage 2 resamples trees with (paper §6.2: "the best model trained in the first stage")."""
-
-    BEST_VAL = "best_val"  # the Stage-1 model with the best greedy accuracy on pipeline.val_benchmark
-    SPPD = "sppd"  # the Stage-1 SPPD model (also the fallback when no val_benchmark is set)
 
 
 @dataclass
@@ -300,4 +238,22 @@ class RunConfig:
 
 def load_run_config(name_or_path: str, overrides: list[str] | None = None) -> RunConfig:
     """The resolved, validated config of a run."""
-    return _config.load(RunConfig, name_or_path, overrides)
+    cfg = _config.load(RunConfig, name_or_path, overrides)
+    check_prm_names(cfg)
+    return cfg
+
+
+def check_prm_names(cfg: RunConfig) -> None:
+    """``score.scorer`` and ``eval.prm`` must name registered PRMs (``eval.prm`` may also be "" or
+    "none"), so a typo fails at load rather than after hours of sampling. The registry is an open
+    set: register a plugin PRM (``sppd.prm.base.register_prm``) before loading a config that uses it."""
+    from sppd.prm.base import available_prms
+
+    known = available_prms()
+    if cfg.score.scorer not in known:
+        raise _config.ConfigError(f"config key 'score.scorer': {cfg.score.scorer!r} is not one of: {', '.join(known)}")
+    if cfg.eval.prm not in ("", NO_PRM, *known):
+        raise _config.ConfigError(
+            f"config key 'eval.prm': {cfg.eval.prm!r} is not one of: {', '.join([NO_PRM, *known])} "
+            "(or empty for score.scorer)"
+        )

@@ -11,7 +11,8 @@ from handmade_trees import S, make_tree, tree_a, tree_no_correct, tree_ties
 from sppd.data.builders import build_dpo, build_sft, build_step_pairs
 from sppd.records import StepPair
 from sppd.sampling.tree import path_steps
-from sppd.settings import BuildConfig, StepPairMode
+from sppd.settings import BuildConfig
+from sppd.types import StepPairMode
 
 EVERY = StepPairMode.EVERY_STEP
 

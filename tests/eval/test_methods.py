@@ -14,7 +14,6 @@ from sppd.eval.grading import Grader, answers_equivalent
 from sppd.eval.methods import (
     MethodResult,
     Sample,
-    SampleScore,
     greedy,
     group_answers,
     maj_at_n,
@@ -23,6 +22,7 @@ from sppd.eval.methods import (
     pass_at_n,
     sample_score,
 )
+from sppd.types import SampleScore
 
 DATA = Path(__file__).parent / "data" / "hand_samples.jsonl"
 

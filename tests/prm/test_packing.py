@@ -21,8 +21,8 @@ from sppd.prm.toy import new_toy_prm, random_backbone
 from sppd.records import Problem
 from sppd.sampling.hf_engine import HFEngine
 from sppd.sampling.tree import TreeParams, TreeSampler, path_steps
-from sppd.settings import PackingMode
 from sppd.toy.model import ToyModelConfig
+from sppd.types import PackingMode
 
 
 @pytest.fixture(scope="module")

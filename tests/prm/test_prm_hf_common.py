@@ -8,31 +8,29 @@ from prm_tiny_hf import make_rlhflow_folder
 
 from sppd.prm.hf_common import (
     HFPRMOptions,
-    PRMDType,
     candidate_logits,
     pad_right,
     plan_batches,
     read_prefixed_tensors,
-    resolve_dtype,
     resolve_folder,
 )
+from sppd.types import DType
 
 
 def test_options_reject_unknown_keys_bad_dtype_and_bad_sizes():
     with pytest.raises(TypeError, match="batchsize"):
         HFPRMOptions(path="x", batchsize=3)
-    with pytest.raises(ValueError, match="dtype 'fp8' is not one of: auto, float32"):
+    with pytest.raises(ValueError, match="dtype 'fp8' is not one of: auto, fp32, bf16, fp16"):
         HFPRMOptions(path="x", dtype="fp8")
     with pytest.raises(ValueError, match="batch_size"):
         HFPRMOptions(path="x", batch_size=0)
     assert HFPRMOptions(path="x").trust_remote_code is False
 
 
-def test_dtype_auto_is_float32_on_cpu_and_explicit_choices_map():
-    cpu = torch.device("cpu")
-    assert resolve_dtype(PRMDType.AUTO, cpu) is torch.float32
-    assert resolve_dtype("bfloat16", cpu) is torch.bfloat16
-    assert resolve_dtype("float16", cpu) is torch.float16
+def test_options_parse_dtype_spellings_to_the_one_dtype_enum():
+    assert HFPRMOptions(path="x").dtype is DType.AUTO
+    assert HFPRMOptions(path="x", dtype="bf16").dtype is DType.BF16
+    assert HFPRMOptions(path="x", dtype="bfloat16").dtype is DType.BF16  # the old PRM spelling still works
 
 
 def test_missing_folder_is_a_clear_error(tmp_path):

@@ -89,7 +89,7 @@ def test_stage2_start_is_the_best_on_validation_ties_to_the_earlier(tmp_path, mo
     import pytest
 
     from sppd.config import ConfigError
-    from sppd.settings import Stage2Init
+    from sppd.types import Stage2Init
 
     pl = pipeline.Pipeline(load_run_config("toy-tiny", [f"run_dir={tmp_path}", "pipeline.val_benchmark=toy-val"]))
     accs = {"Base": 0.5, "SFT-PRM": 0.8, "+DPO-PRM": 0.8, "+SPPD": 0.7}

@@ -17,7 +17,8 @@ from sppd.data.tokenize import (
     tokenize_step_pairs,
 )
 from sppd.records import PreferencePair, SFTExample, StepPair
-from sppd.settings import ChatTemplateMode, OverlongRule, PromptConfig
+from sppd.settings import PromptConfig
+from sppd.types import ChatTemplateMode, OverlongRule
 
 PROMPT = PromptConfig(template="Q: {question}\n", chat_template=ChatTemplateMode.NEVER)
 

@@ -100,7 +100,8 @@ def write_records(folder, records) -> StageDir:
 
 def make_run_config(tmp_path, objective: str, init, n: int = 8, name: str = "run", **train):
     """A RunConfig training ``objective`` on ``n`` fresh toy records, writing under ``tmp_path/name``."""
-    from sppd.settings import ChatTemplateMode, PromptConfig, RunConfig, TrainConfig
+    from sppd.settings import PromptConfig, RunConfig, TrainConfig
+    from sppd.types import ChatTemplateMode
 
     data = tmp_path / f"data-{objective}-{n}"
     if not data.exists():

@@ -40,7 +40,8 @@ from dataclasses import dataclass
 
 from sppd.records import Node, PreferencePair, SFTExample, StepPair, Tree
 from sppd.sampling.tree import path_steps
-from sppd.settings import BuildConfig, StepPairMode
+from sppd.settings import BuildConfig
+from sppd.types import StepPairMode
 
 GAP_EPS = 1e-9
 # finish reasons of a step at which the path was cut by a budget rather than ended by the model

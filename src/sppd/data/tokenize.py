@@ -22,7 +22,8 @@ from dataclasses import asdict, dataclass, field
 
 from sppd.prompting import build_prompt_ids
 from sppd.records import PreferencePair, SFTExample, StepPair
-from sppd.settings import OverlongRule, PromptConfig
+from sppd.settings import PromptConfig
+from sppd.types import OverlongRule
 
 
 @dataclass(frozen=True)

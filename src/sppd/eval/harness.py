@@ -16,6 +16,7 @@ from sppd.eval.stats import bootstrap_ci
 from sppd.prm.base import PRMInput, ProcessRewardModel, check_scores
 from sppd.records import Problem
 from sppd.sampling.engine import Engine, GenerationParams
+from sppd.types import SampleScore
 
 METHODS = ("greedy", "maj", "orm_vote", "orm_max", "pass")
 Judge = Callable[[Sequence[tuple[Problem, str]]], list[tuple[str | None, bool]]]
@@ -90,7 +91,7 @@ def _sample(c: dict) -> methods.Sample:
     )
 
 
-def problem_outcomes(record: dict, how: methods.SampleScore, with_prm: bool, equivalent=None) -> dict[str, bool]:
+def problem_outcomes(record: dict, how: SampleScore, with_prm: bool, equivalent=None) -> dict[str, bool]:
     """Which methods got this problem right."""
     samples = [_sample(c) for c in record["samples"]]
     # A sample with an answer but no steps cannot be scored; ORM methods then treat it as score 0.
@@ -106,7 +107,7 @@ def problem_outcomes(record: dict, how: methods.SampleScore, with_prm: bool, equ
 
 
 def summarize(
-    records: Sequence[dict], how: methods.SampleScore, with_prm: bool, n_boot: int, seed: int, equivalent=None
+    records: Sequence[dict], how: SampleScore, with_prm: bool, n_boot: int, seed: int, equivalent=None
 ) -> dict[str, Any]:
     """Accuracy of each method with a 95% bootstrap interval, plus generation statistics."""
     outcomes = [problem_outcomes(r, how, with_prm, equivalent) for r in records]

@@ -21,20 +21,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 
 from sppd.eval.grading import answers_equivalent, canonical_answer
+from sppd.types import SampleScore
 
 Equivalence = Callable[[str, str], bool]
 _TIE_TOLERANCE = 1e-9
-
-
-class SampleScore(StrEnum):
-    """Which PRM score stands for a whole sample."""
-
-    LAST = "last"  # the final step's score (the paper's choice; default)
-    MIN = "min"  # the weakest step
-    MEAN = "mean"  # the average over steps
 
 
 @dataclass(frozen=True)

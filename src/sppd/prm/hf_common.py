@@ -1,9 +1,10 @@
 """What every Hugging Face PRM adapter shares: loading options, folders, batching, the score loop.
 
 Adapters only decide the token layout (``encode``) and the per-token score (``token_scores``);
-this module loads tokenizers and models from a local or already-cached folder (never the
-network), chooses device and dtype, groups items of similar length into batches, pads on the
-right and gathers the scores at each item's score positions.
+this module finds local or already-cached folders (never the network), loads causal LMs from
+them (device and dtype from ``sppd.runtime``; tokenizers come from ``sppd.modeling``), groups
+items of similar length into batches, pads on the right and gathers the scores at each item's
+score positions.
 
 Right padding keeps every real token at the position it has when scored alone (a causal model
 never looks ahead at the pads), which is what makes batched scores equal one-at-a-time scores.
@@ -15,24 +16,16 @@ import contextlib
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sppd.prm.base import PRMInput, PRMScoreError, TokenLevelPRM, check_scores
+from sppd.runtime import resolve_device, resolve_dtype
+from sppd.types import DType
 
 if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
-
-
-class PRMDType(StrEnum):
-    """Weights dtype; AUTO is bfloat16 on a GPU that supports it, float32 otherwise."""
-
-    AUTO = "auto"
-    FLOAT32 = "float32"
-    BFLOAT16 = "bfloat16"
-    FLOAT16 = "float16"
 
 
 @dataclass(frozen=True)
@@ -41,7 +34,7 @@ class HFPRMOptions:
 
     path: str | Path  # local model folder, or a hub id already in the local HF cache
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
-    dtype: PRMDType | str = PRMDType.AUTO  # weights dtype (see PRMDType)
+    dtype: DType | str = DType.AUTO  # weights dtype: auto | fp32 | bf16 | fp16 (torch spellings accepted)
     trust_remote_code: bool = False  # run code shipped in the folder; off unless asked for
     batch_size: int = 8  # most sequences per forward pass
     max_batch_tokens: int = 16384  # most padded tokens (rows x longest row) per forward pass
@@ -50,30 +43,10 @@ class HFPRMOptions:
         if self.batch_size < 1 or self.max_batch_tokens < 1:
             raise ValueError("batch_size and max_batch_tokens must be >= 1")
         try:
-            PRMDType(self.dtype)
+            object.__setattr__(self, "dtype", DType(self.dtype))  # frozen: parse the spelling once, here
         except ValueError:
-            choices = ", ".join(d.value for d in PRMDType)
+            choices = ", ".join(d.value for d in DType)
             raise ValueError(f"dtype {self.dtype!r} is not one of: {choices}") from None
-
-
-def resolve_device(device: str) -> torch.device:
-    """``"auto"`` is the first CUDA device when there is one, else the CPU."""
-    import torch
-
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def resolve_dtype(dtype: PRMDType | str, device: torch.device) -> torch.dtype:
-    """Map a ``PRMDType`` to a torch dtype; AUTO picks bf16 only where the GPU supports it."""
-    import torch
-
-    choice = PRMDType(dtype)
-    if choice is PRMDType.AUTO:
-        bf16_ok = device.type == "cuda" and torch.cuda.is_bf16_supported()
-        return torch.bfloat16 if bf16_ok else torch.float32
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[choice.value]
 
 
 def resolve_folder(path: str | Path) -> Path:
@@ -93,12 +66,6 @@ def resolve_folder(path: str | Path) -> Path:
             f"PRM folder {str(path)!r} is neither a local folder nor in the local HF cache; "
             "sppd never downloads weights, so fetch the model folder first"
         ) from exc
-
-
-def load_tokenizer(folder: Path, options: HFPRMOptions) -> PreTrainedTokenizerBase:
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(folder, local_files_only=True, trust_remote_code=options.trust_remote_code)
 
 
 def load_causal_lm(folder: Path, options: HFPRMOptions) -> PreTrainedModel:

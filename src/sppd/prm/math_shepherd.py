@@ -21,12 +21,12 @@ from typing import Any
 
 import torch
 
+from sppd.modeling import load_tokenizer
 from sppd.prm.base import EncodedInput, PRMInput
 from sppd.prm.hf_common import (
     HFPRMOptions,
     candidate_logits,
     load_causal_lm,
-    load_tokenizer,
     pad_token_id_of,
     resolve_folder,
     score_with_token_model,
@@ -87,6 +87,6 @@ def build_math_shepherd_prm(path: str | Path, *, number_steps: bool = True, **op
     """
     opts = HFPRMOptions(path=path, **options)
     folder = resolve_folder(path)
-    tokenizer = load_tokenizer(folder, opts)
+    tokenizer = load_tokenizer(folder, opts.trust_remote_code)
     model = load_causal_lm(folder, opts)
     return MathShepherdPRM(model, tokenizer, opts, number_steps)

@@ -25,7 +25,7 @@ from sppd.prm.base import PRMInput
 from sppd.records import Tree
 from sppd.sampling.engine import Engine, GenerationParams
 from sppd.sampling.tree import AnswerJudge, path_steps, path_token_ids
-from sppd.settings import RolloutNodes
+from sppd.types import RolloutNodes
 
 # node id -> (extra complete paths, of which correct)
 RolloutCounts = dict[int, tuple[int, int]]

@@ -40,8 +40,8 @@ from sppd.prm.base import PRMInput, PRMScoreError, TokenLevelPRM
 from sppd.prm.hf_common import pad_right, plan_batches
 from sppd.records import Tree
 from sppd.sampling.tree import path_steps
-from sppd.settings import PackingMode
 from sppd.train.prefix_sharing import SUPPORTED_ATTENTION, additive_attention_mask
+from sppd.types import PackingMode
 
 
 class PackingUnsupported(ValueError):

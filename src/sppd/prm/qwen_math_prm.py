@@ -27,19 +27,18 @@ from typing import Any
 import torch
 from torch import nn
 
+from sppd.modeling import load_tokenizer
 from sppd.prm.base import EncodedInput, PRMInput
 from sppd.prm.hf_common import (
     HFPRMOptions,
     load_qwen2_backbone,
-    load_tokenizer,
     pad_token_id_of,
     read_prefixed_tensors,
-    resolve_device,
-    resolve_dtype,
     resolve_folder,
     score_with_token_model,
     single_token_id,
 )
+from sppd.runtime import resolve_device, resolve_dtype
 
 SYSTEM_PROMPT = "Please reason step by step, and put your final answer within \\boxed{}."
 STEP_SEPARATOR = "<extra_0>"
@@ -130,7 +129,7 @@ def build_qwen_math_prm(path: str | Path, *, system_prompt: str = SYSTEM_PROMPT,
     """Load a Qwen2.5-Math-PRM folder; ``options`` are ``HFPRMOptions`` fields."""
     opts = HFPRMOptions(path=path, **options)
     folder = resolve_folder(path)
-    tokenizer = load_tokenizer(folder, opts)
+    tokenizer = load_tokenizer(folder, opts.trust_remote_code)
     if not tokenizer.chat_template:
         raise ValueError(f"{folder}: the tokenizer has no chat template, which this PRM needs")
     device = resolve_device(opts.device)

@@ -24,12 +24,12 @@ from typing import Any
 
 import torch
 
+from sppd.modeling import load_tokenizer
 from sppd.prm.base import EncodedInput, PRMInput
 from sppd.prm.hf_common import (
     HFPRMOptions,
     candidate_logits,
     load_causal_lm,
-    load_tokenizer,
     pad_token_id_of,
     resolve_folder,
     score_with_token_model,
@@ -98,7 +98,7 @@ def build_rlhflow_prm(path: str | Path, **options: Any) -> RLHFlowPRM:
     """Load an RLHFlow-style PRM folder; ``options`` are ``HFPRMOptions`` fields."""
     opts = HFPRMOptions(path=path, **options)
     folder = resolve_folder(path)
-    tokenizer = load_tokenizer(folder, opts)
+    tokenizer = load_tokenizer(folder, opts.trust_remote_code)
     if not tokenizer.chat_template:
         raise ValueError(f"{folder}: the tokenizer has no chat template, which this PRM needs")
     return RLHFlowPRM(load_causal_lm(folder, opts), tokenizer, opts)

@@ -25,18 +25,17 @@ from typing import Any
 import torch
 from torch import nn
 
+from sppd.modeling import load_tokenizer
 from sppd.prm.base import EncodedInput, PRMInput
 from sppd.prm.hf_common import (
     HFPRMOptions,
     load_qwen2_backbone,
-    load_tokenizer,
     pad_token_id_of,
     read_prefixed_tensors,
-    resolve_device,
-    resolve_dtype,
     resolve_folder,
     score_with_token_model,
 )
+from sppd.runtime import resolve_device, resolve_dtype
 
 HEAD_PREFIX = "v_head.summary."
 
@@ -123,7 +122,7 @@ def build_skywork_prm(path: str | Path, *, bos_token: str | None = None, **optio
     """
     opts = HFPRMOptions(path=path, **options)
     folder = resolve_folder(path)
-    tokenizer = load_tokenizer(folder, opts)
+    tokenizer = load_tokenizer(folder, opts.trust_remote_code)
     bos = bos_token if bos_token is not None else tokenizer.bos_token
     if bos is None:
         raise ValueError(

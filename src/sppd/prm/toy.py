@@ -34,11 +34,13 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from sppd.prm.base import EncodedInput, PRMInput
-from sppd.prm.hf_common import HFPRMOptions, pad_right, pad_token_id_of, resolve_device, score_with_token_model
+from sppd.prm.hf_common import HFPRMOptions, pad_right, pad_token_id_of, score_with_token_model
 from sppd.records import Tree
+from sppd.runtime import resolve_device
 from sppd.sampling.tree import path_steps
 from sppd.settings import PRMTrainConfig
 from sppd.toy.world import STEP_DELIMITER, prompt_text
+from sppd.types import DType, PRMLabel
 
 FORMAT_VERSION = 1
 META_FILE = "toy_prm.json"
@@ -104,7 +106,7 @@ class ToyPRM:
         options = HFPRMOptions(
             path="<toy>",
             device=str(self.device),
-            dtype="float32",
+            dtype=DType.FP32,
             batch_size=self.batch_size,
             max_batch_tokens=self.max_batch_tokens,
         )
@@ -273,7 +275,7 @@ def train_toy_prm(
     else:
         backbone, tokenizer = random_backbone(model_cfg)
     prm = new_toy_prm(backbone, tokenizer)
-    examples = labelled_paths(prm, train_trees, cfg.min_mc_paths, hard=cfg.label == "hard")
+    examples = labelled_paths(prm, train_trees, cfg.min_mc_paths, hard=PRMLabel(cfg.label) is PRMLabel.HARD)
     n_tree_paths = len(examples)
     if cfg.synthetic_solutions > 0:  # process-labelled toy solutions (see sppd.prm.toy_labels)
         from sppd.prm.toy_labels import labelled_paths_from_solutions, labelled_solutions

@@ -13,7 +13,6 @@ import re
 from pathlib import Path
 
 from sppd.eval.harness import generate_records, grade_records, score_records, summarize
-from sppd.eval.methods import SampleScore
 from sppd.eval.stats import markdown_table
 from sppd.io import StageDir, atomic_write_json, atomic_write_text
 from sppd.judging import build_judge
@@ -25,6 +24,7 @@ from sppd.sampling.engine import GenerationParams, build_engine
 from sppd.settings import ProblemsConfig, RunConfig
 from sppd.stages import common
 from sppd.stages.fingerprint import Fingerprint, policy_id, reuse
+from sppd.types import NO_PRM, ToySplit
 
 TOY_SETS = ("toy", "toy-val")
 METHOD_LABELS = {
@@ -45,9 +45,9 @@ def bench_problems(cfg: RunConfig, name: str) -> list[Problem]:
     """
     n = cfg.eval.n_problems or None
     if name == "toy":
-        pc = ProblemsConfig(source="toy", split="test", n=n or 500)
+        pc = ProblemsConfig(source="toy", split=ToySplit.TEST, n=n or 500)
     elif name == "toy-val":
-        pc = ProblemsConfig(source="toy", split="val", n=n or 500)
+        pc = ProblemsConfig(source="toy", split=ToySplit.VAL, n=n or 500)
     else:
         pc = ProblemsConfig(
             source=name,
@@ -66,7 +66,7 @@ def bench_tag(name: str) -> str:
 def load_eval_prm(cfg: RunConfig):
     """The PRM behind the ORM methods, or None when none is configured or usable outside trees."""
     name = cfg.eval.prm or cfg.score.scorer
-    if name in ("none", "mc"):  # MC values exist only inside sampled trees
+    if name in (NO_PRM, "mc"):  # MC values exist only inside sampled trees
         return None
     from sppd.prm.base import build_prm
 
@@ -88,7 +88,7 @@ def fingerprint(cfg: RunConfig, model_path: str | None = None) -> Fingerprint:
     keys += ["problems.question_field", "problems.answer_field", "problems.id_field"]
     model = model_path or cfg.eval.model
     inputs = {"model": Path(model) if model else policy_id(cfg)}
-    if prm not in ("none", "mc", "oracle"):
+    if prm not in (NO_PRM, "mc", "oracle"):
         inputs["prm"] = Path(cfg.eval.prm_path or cfg.score.prm_path or Path(cfg.run_dir) / "prm")
     return Fingerprint.of("eval", cfg, keys, ["eval.out", "eval.model", "eval.prm_path"], inputs)
 
@@ -115,14 +115,14 @@ def main(cfg: RunConfig, model_path: str | None = None, out_dir: str = "") -> di
             getattr(judge, "close", lambda: None)()
         equivalent = (lambda a, b: False) if name in TOY_SETS else None  # toy answers are integers
         metrics[name] = summarize(
-            records, SampleScore(cfg.eval.sample_score), prm is not None, cfg.eval.bootstrap, cfg.seed, equivalent
+            records, cfg.eval.sample_score, prm is not None, cfg.eval.bootstrap, cfg.seed, equivalent
         )
     metrics["_meta"] = {
         "model": str(path),
         "prm": getattr(prm, "name", None),
         "n_samples": cfg.eval.n_samples,
         "temperature": cfg.eval.temperature,
-        "sample_score": cfg.eval.sample_score,
+        "sample_score": str(cfg.eval.sample_score),
     }
     atomic_write_json(out.path / "metrics.json", metrics)
     table = metrics_table(metrics, cfg.eval.n_samples)

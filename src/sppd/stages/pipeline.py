@@ -19,8 +19,9 @@ from pathlib import Path
 
 from sppd.io import StageDir, atomic_write_json
 from sppd.records import SFTExample, StepPair
-from sppd.settings import MarginName, Objective, RunConfig, Stage2Init, TrainConfig
+from sppd.settings import RunConfig, TrainConfig
 from sppd.stages import common
+from sppd.types import NO_PRM, MarginMode, Objective, Stage2Init
 
 
 class Timer:
@@ -126,7 +127,7 @@ class Pipeline:
             self.val[row] = self.val[same[0]]
             return self.val[row]
         e = dataclasses.replace(
-            self.cfg.eval, benchmarks=[p.val_benchmark], n_problems=p.val_problems, n_samples=0, prm="none"
+            self.cfg.eval, benchmarks=[p.val_benchmark], n_problems=p.val_problems, n_samples=0, prm=NO_PRM
         )
         folder = self.root / "eval-val" / row.replace("/", "_").replace(" ", "_")
         metrics = self.timer.run(
@@ -212,16 +213,16 @@ class Pipeline:
         if p.margin_ablation:
             mean_margin = step.gamma * mean_value_gap(pairs)
             fixed = self.train(
-                "stage1/ablate-fixed", step, pairs, dpo, margin=MarginName.FIXED, fixed_margin=round(mean_margin, 6)
+                "stage1/ablate-fixed", step, pairs, dpo, margin=MarginMode.FIXED, fixed_margin=round(mean_margin, 6)
             )
             self.evaluate("ablation/fixed margin", fixed, n)
-            none = self.train("stage1/ablate-none", step, pairs, dpo, margin=MarginName.NONE)
+            none = self.train("stage1/ablate-none", step, pairs, dpo, margin=MarginMode.NONE)
             self.evaluate("ablation/no margin", none, n)
         for gamma in p.gammas:
-            if gamma == step.gamma and step.margin == MarginName.DYNAMIC:
+            if gamma == step.gamma and step.margin == MarginMode.DYNAMIC:
                 self.evals[f"gamma/{gamma:g}"] = dynamic
                 continue
-            model = self.train(f"stage1/gamma-{gamma:g}", step, pairs, dpo, margin=MarginName.DYNAMIC, gamma=gamma)
+            model = self.train(f"stage1/gamma-{gamma:g}", step, pairs, dpo, margin=MarginMode.DYNAMIC, gamma=gamma)
             self.evaluate(f"gamma/{gamma:g}", model, n)
 
     def control(self, base: str) -> None:

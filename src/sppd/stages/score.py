@@ -23,13 +23,13 @@ from sppd.config import ConfigError
 from sppd.io import DataFileError, StageDir, read_jsonl
 from sppd.prm.mc import MCScorer
 from sppd.records import SCHEMA_VERSION, Tree
-from sppd.settings import DType, RunConfig
+from sppd.settings import RunConfig
 from sppd.stages import common
 from sppd.stages.fingerprint import Fingerprint, policy_id, reuse
+from sppd.types import MCJudge
 
 TAG = "scored"
 HF_ADAPTERS = ("skywork", "qwen25-math-prm", "math-shepherd", "rlhflow")
-_PRM_DTYPE = {DType.AUTO: "auto", DType.FP32: "float32", DType.BF16: "bfloat16", DType.FP16: "float16"}
 
 
 def build_scorer(cfg: RunConfig):
@@ -51,7 +51,7 @@ def build_scorer(cfg: RunConfig):
             name,
             path=s.prm_path,
             device=cfg.model.device,
-            dtype=_PRM_DTYPE[cfg.model.dtype],
+            dtype=cfg.model.dtype,
             trust_remote_code=cfg.model.trust_remote_code,
             max_batch_tokens=s.max_batch_tokens,
         )
@@ -74,7 +74,6 @@ def rollout_policy(cfg: RunConfig, trees_dir: Path | None = None) -> Path:
 def build_mc(cfg: RunConfig, trees_dir: Path | None = None) -> MCScorer:
     """The MC scorer; with ``score.mc_min_paths`` or ``score.mc_rollouts`` it rolls out with the policy."""
     from sppd.judging import build_judge, toy_process_judge
-    from sppd.settings import MCJudge
 
     s = cfg.score
     process = s.mc_judge == MCJudge.PROCESS

@@ -24,8 +24,9 @@ import torch
 from sppd import config as _config
 from sppd.data.tokenize import TokenizeSettings
 from sppd.io import StageDir, atomic_write_json
-from sppd.modeling import load_tokenizer, resolve_device, set_threads
+from sppd.modeling import load_tokenizer, set_threads
 from sppd.records import RECORD_KINDS
+from sppd.runtime import resolve_device, resolve_dtype
 from sppd.settings import RunConfig, TrainConfig
 from sppd.stages import common
 from sppd.stages.fingerprint import Fingerprint, reuse
@@ -39,9 +40,7 @@ from sppd.train.loop import (
 )
 from sppd.train.objectives import ObjectiveSpec, get_objective, pair_logps
 from sppd.train.ref_cache import RefLogps, cache_key, cached_ref_logps
-
-MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+from sppd.types import DType, MixedPrecision
 
 
 @dataclass(frozen=True)
@@ -81,13 +80,12 @@ def fingerprint(cfg: RunConfig, spec: ObjectiveSpec, paths: TrainPaths) -> Finge
     return Fingerprint.of("train", cfg, ["train", "prompt", "step.delimiter", "step.custom"], exclude, inputs)
 
 
-def resolve_mixed_precision(value: str, device: torch.device) -> str:
-    """``auto`` -> bf16 on CUDA, no (fp32) on CPU."""
-    if value not in MIXED_PRECISION:
-        raise _config.ConfigError(f"config key 'train.mixed_precision': {value!r} is not one of {MIXED_PRECISION}")
-    if value == "auto":
-        return "bf16" if device.type == "cuda" else "no"
-    return value
+def resolve_mixed_precision(value: MixedPrecision | str, device: torch.device) -> str:
+    """Accelerate's ``mixed_precision`` string; ``auto`` -> bf16 on CUDA, no (fp32) on CPU."""
+    value = MixedPrecision(value)
+    if value is MixedPrecision.AUTO:
+        value = MixedPrecision.BF16 if device.type == "cuda" else MixedPrecision.NO
+    return value.value
 
 
 def make_accelerator(cfg: RunConfig, out: Path):
@@ -146,9 +144,10 @@ def _declared_dtype(path: Path) -> torch.dtype:
     """The dtype the init folder's config declares (the final model is saved in it), else fp32."""
     try:
         config = json.loads((path / "config.json").read_text())
-    except (OSError, ValueError):
+        declared = DType(str(config.get("dtype") or config.get("torch_dtype")))  # HF writes "bfloat16" etc.
+    except (OSError, ValueError):  # no readable config, or a dtype sppd does not train in (float64, ...)
         return torch.float32
-    return _DTYPES.get(str(config.get("dtype") or config.get("torch_dtype")), torch.float32)
+    return torch.float32 if declared is DType.AUTO else resolve_dtype(declared, torch.device("cpu"))
 
 
 def save_final_model(acc, model, tokenizer, out: Path, dtype: torch.dtype) -> None:

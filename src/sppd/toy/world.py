@@ -30,9 +30,9 @@ from __future__ import annotations
 import hashlib
 import random
 from dataclasses import dataclass
-from typing import Literal
 
 from sppd.records import Problem
+from sppd.types import ToySplit
 
 STEP_DELIMITER = "\n"
 ANSWER_PREFIX = "The answer is "
@@ -249,10 +249,8 @@ def corpus_text(question: str, cfg: ToyWorldConfig, rng: random.Random) -> tuple
 
 # --- problem generation ----------------------------------------------------------------------
 
-Split = Literal["train", "val", "test"]
 
-
-def split_of(question: str, cfg: ToyWorldConfig) -> Split:
+def split_of(question: str, cfg: ToyWorldConfig) -> ToySplit:
     """The split a question belongs to, fixed by a hash of its text for any n and seed.
 
     Three disjoint parts of the question space: ``test`` (reported results), ``val`` (choosing
@@ -262,8 +260,8 @@ def split_of(question: str, cfg: ToyWorldConfig) -> Split:
     digest = hashlib.sha256(question.encode("utf-8")).digest()
     bucket = int.from_bytes(digest[:8], "big") / 2.0**64
     if bucket < cfg.test_fraction:
-        return "test"
-    return "val" if bucket < cfg.test_fraction + cfg.val_fraction else "train"
+        return ToySplit.TEST
+    return ToySplit.VAL if bucket < cfg.test_fraction + cfg.val_fraction else ToySplit.TRAIN
 
 
 def random_question(cfg: ToyWorldConfig, rng: random.Random) -> str:
@@ -280,9 +278,9 @@ def random_question(cfg: ToyWorldConfig, rng: random.Random) -> str:
             return render_expr(nums, ops)
 
 
-def sample_questions(cfg: ToyWorldConfig, split: Split, n: int, seed: int, unique: bool) -> list[str]:
+def sample_questions(cfg: ToyWorldConfig, split: ToySplit | str, n: int, seed: int, unique: bool) -> list[str]:
     """``n`` questions of ``split`` drawn with ``random.Random(seed)``; distinct if ``unique``."""
-    if split not in ("train", "val", "test"):
+    if split not in tuple(ToySplit):
         raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
     # Mix the split into the seed so the two splits are not drawn from one stream.
     rng = random.Random(f"toy-{split}-{seed}")
@@ -301,7 +299,7 @@ def sample_questions(cfg: ToyWorldConfig, split: Split, n: int, seed: int, uniqu
     return questions
 
 
-def generate_problems(cfg: ToyWorldConfig, split: Split, n: int, seed: int) -> list[Problem]:
+def generate_problems(cfg: ToyWorldConfig, split: ToySplit | str, n: int, seed: int) -> list[Problem]:
     """``n`` distinct problems of ``split``, deterministic in ``(cfg, split, n, seed)``.
 
     Problem ``i`` has id ``toy-<split>-<i:06d>``; the same seed with a larger ``n`` extends the

@@ -23,10 +23,11 @@ import torch
 
 from sppd.data.collate import PairBatch, SFTBatch, collate_pairs, collate_sft
 from sppd.data.tokenize import tokenize_preference_pairs, tokenize_sft, tokenize_step_pairs
-from sppd.losses import MarginMode, chosen_nll, preference_loss, sequence_logps, sft_nll, step_margin
+from sppd.losses import chosen_nll, preference_loss, sequence_logps, sft_nll, step_margin
 from sppd.records import PreferencePair, SFTExample, StepPair
-from sppd.settings import Objective, TrainConfig
+from sppd.settings import TrainConfig
 from sppd.train.prefix_sharing import packed_pair_logps
+from sppd.types import MarginMode, Objective
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ def dpo_loss(model, batch: PairBatch, cfg: TrainConfig) -> ObjectiveOutput:
 
 def step_dpo_loss(model, batch: PairBatch, cfg: TrainConfig) -> ObjectiveOutput:
     """Step-DPO with the value margin of Eq. 5 (dynamic), a constant (fixed) or none."""
-    mode = MarginMode(str(cfg.margin))
+    mode = MarginMode(cfg.margin)
     margin = None
     if mode is not MarginMode.NONE:
         margin = step_margin(mode, batch.chosen_values, batch.rejected_values, cfg.gamma, cfg.fixed_margin)

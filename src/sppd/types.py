@@ -1,0 +1,151 @@
+"""The closed choices of the config: one enum per concept, nothing but the standard library.
+
+Every setting whose value comes from a fixed list is one of these enums, so ``sppd.config``
+checks it when the config loads (a typo fails before any sampling, naming the key) and the code
+compares members, never strings. Member values are exactly the strings the YAML configs use.
+Kept dependency-free so any layer (settings, losses, PRM adapters, stages) can import it.
+
+Open sets (PRM scorers, sampling engines, benchmarks) are registries, not enums; ``NO_PRM`` is
+the one reserved value of the PRM-name settings.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+NO_PRM = "none"  # eval.prm: skip the ORM methods. Any other non-empty value names a registered PRM.
+
+
+class DType(StrEnum):
+    """Weights/compute dtype (``sppd.runtime.resolve_dtype`` maps it to a torch dtype).
+
+    The torch spellings (``float32``, ``bfloat16``, ``float16``) are accepted as aliases, because
+    HF ``config.json`` files and older PRM options write them.
+    """
+
+    AUTO = "auto"  # bf16 on CUDA, fp32 on CPU
+    FP32 = "fp32"
+    BF16 = "bf16"
+    FP16 = "fp16"
+
+    @classmethod
+    def _missing_(cls, value: object) -> DType | None:
+        return _DTYPE_ALIASES.get(value) if isinstance(value, str) else None
+
+
+_DTYPE_ALIASES = {"float32": DType.FP32, "bfloat16": DType.BF16, "float16": DType.FP16}
+
+
+class MixedPrecision(StrEnum):
+    """Accelerate's autocast mode during training (``train.mixed_precision``)."""
+
+    AUTO = "auto"  # bf16 on CUDA, no on CPU
+    NO = "no"  # fp32 throughout
+    BF16 = "bf16"
+    FP16 = "fp16"
+
+    @classmethod
+    def _missing_(cls, value: object) -> MixedPrecision | None:
+        # YAML 1.1 reads an unquoted `no` as false; that can only mean NO here.
+        return cls.NO if value is False else None
+
+
+class ChatTemplateMode(StrEnum):
+    """Whether prompts go through the tokenizer's chat template."""
+
+    AUTO = "auto"  # use it when the tokenizer has one
+    ALWAYS = "always"
+    NEVER = "never"
+
+
+class StepDelimiter(StrEnum):
+    """How a solution is cut into steps while generating."""
+
+    NEWLINE = "newline"  # one step per line (the toy world, "Step k:" lines)
+    BLANK_LINE = "blank_line"  # steps separated by an empty line (typical for real models)
+    CUSTOM = "custom"  # the string in ``step.custom``
+
+
+class ToySplit(StrEnum):
+    """A split of the toy world's question space (fixed by a hash of the question)."""
+
+    TRAIN = "train"
+    VAL = "val"
+    TEST = "test"
+
+
+class PackingMode(StrEnum):
+    """How a causal PRM scores a tree."""
+
+    TREE = "tree"  # whole tree in one sequence, tree-shaped attention mask: each token once
+    PATH = "path"  # each root-to-leaf path once; shared prefixes reuse the path's scores
+    NODE = "node"  # every node's full prefix separately (the naive baseline)
+
+
+class RolloutNodes(StrEnum):
+    """Which nodes get ``score.mc_rollouts`` extra rollouts (``mc_min_paths`` top-ups apply to all)."""
+
+    BRANCHING = "branching"  # children of a node with 2+ children: the steps step pairs compare
+    ALL = "all"  # every non-terminal node
+
+
+class MCJudge(StrEnum):
+    """What counts as a correct completion in Monte-Carlo values."""
+
+    OUTCOME = "outcome"  # the final answer is right (Math-Shepherd; works for any problem)
+    PROCESS = "process"  # the answer and every step are right (toy world only: needs the exact step checker)
+
+
+class PRMLabel(StrEnum):
+    """How a node's Monte-Carlo completions become the toy PRM's training target (``prm.label``)."""
+
+    SOFT = "soft"  # the fraction of correct completions
+    HARD = "hard"  # 1 if any completion is correct (Math-Shepherd's hard estimation)
+
+
+class StepPairMode(StrEnum):
+    """Which sibling pairs become step-level preference data."""
+
+    THRESHOLD = "threshold"  # pairs whose value gap exceeds build.step_gap (paper §6.1: 0.5)
+    EVERY_STEP = "every_step"  # a pair at every branching node (the §5 every-step variant)
+
+
+class Objective(StrEnum):
+    """What ``sppd train`` optimises."""
+
+    SFT = "sft"  # next-token NLL on tau_+ (SFT-PRM, §4.3)
+    DPO = "dpo"  # sentence-level sigmoid DPO on (tau_+, tau_-) (DPO-PRM, §4.3)
+    STEP_DPO = "step_dpo"  # step pairs with a value margin (SPPD, Eq. 5)
+
+
+class OptimizerName(StrEnum):
+    ADAMW = "adamw"
+    SGD = "sgd"
+
+
+class MarginMode(StrEnum):
+    """How the step-DPO margin m in -log σ(β·h − m) is set (paper Eq. 5 and §6.3, Table 4; ``train.margin``)."""
+
+    DYNAMIC = "dynamic"  # m = γ·(V(s_w) − V(s_l)): SPPD's dynamic value margin (Eq. 5)
+    FIXED = "fixed"  # m = a constant γ* (train.fixed_margin): the "fix-margin" ablation of Table 4
+    NONE = "none"  # m = 0: plain Step-DPO (Lai et al., 2024), Eq. 5 with γ = 0
+
+
+class OverlongRule(StrEnum):
+    DROP = "drop"  # skip examples longer than train.max_length (logged and counted)
+    TRUNCATE = "truncate"  # cut the completion's end (the prompt is never cut)
+
+
+class SampleScore(StrEnum):
+    """Which PRM score stands for a whole sample in the ORM methods (``eval.sample_score``)."""
+
+    LAST = "last"  # the final step's score (the paper's choice; default)
+    MIN = "min"  # the weakest step
+    MEAN = "mean"  # the average over steps
+
+
+class Stage2Init(StrEnum):
+    """The model Stage 2 resamples trees with (paper §6.2: "the best model trained in the first stage")."""
+
+    BEST_VAL = "best_val"  # the Stage-1 model with the best greedy accuracy on pipeline.val_benchmark
+    SPPD = "sppd"  # the Stage-1 SPPD model (also the fallback when no val_benchmark is set)
