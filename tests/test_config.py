@@ -125,7 +125,6 @@ def test_run_config_dump_round_trips(tmp_path):
         ("pipeline.step_dpo.margin=fix", "pipeline.step_dpo.margin"),
         ("eval.prm=nnoe", "eval.prm"),
         ("score.scorer=skywrok", "score.scorer"),
-        ("problems.split=tset", "problems.split"),
     ],
 )
 def test_a_typo_in_a_closed_choice_fails_at_load_naming_the_key(override, key):

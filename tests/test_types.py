@@ -79,7 +79,6 @@ CONCEPTS = [
     ("PRM label kind", r"label", "PRMLabel"),
     ("step delimiter", r"delimiter", "StepDelimiter"),
     ("objective", r"^objective$|objective_?(name|kind|mode)", "Objective"),
-    ("toy split", r"split$", "ToySplit"),
 ]
 
 

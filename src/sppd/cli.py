@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     show = sub.add_parser("show-config", help="print the resolved config")
     _add_config_args(show)
+    sub.add_parser("sources", help="list the problem sources (tasks) with their splits and problem counts")
     for name, (_, help_text) in STAGES.items():
         stage = sub.add_parser(name, help=help_text)
         _add_stage_args(stage)
@@ -71,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "sources":
+        from sppd.tasks import format_sources
+
+        print(format_sources())
+        return 0
     from sppd.config import dump_yaml
     from sppd.settings import load_run_config
 

@@ -2,7 +2,8 @@
 
 The toy world has an exact checker; real benchmarks go through ``sppd.eval`` (answer
 extraction + math-verify with timeouts in worker processes). A judge takes a batch so the real
-one can spread grading over its worker pool.
+one can spread grading over its worker pool. Which judge a problem source uses is its task's
+choice (``sppd.tasks``).
 """
 
 from __future__ import annotations
@@ -56,8 +57,3 @@ class MathJudge:
         close = getattr(self.grader, "close", None)
         if close:
             close()
-
-
-def build_judge(source: str):
-    """The toy checker for toy problems, math grading for everything else."""
-    return toy_judge if source == "toy" else MathJudge()

@@ -30,7 +30,6 @@ from sppd.types import (
     Stage2Init,
     StepDelimiter,
     StepPairMode,
-    ToySplit,
 )
 
 
@@ -68,8 +67,11 @@ class StepConfig:
 
 @dataclass
 class ProblemsConfig:
-    source: str = "toy"  # toy | benchmark name (gsm8k, math500, ...) | mix | path to a JSONL file
-    split: ToySplit = ToySplit.TRAIN  # toy split: train | val | test
+    source: str = "toy"  # a task (`sppd sources`: toy, gsm8k, math, mix, math500, ...) or a path to a JSONL file
+    split: str = ""  # the task's split ("" = its train split, or a JSONL file's one split); see `sppd sources`
+    # Sampling (training prompts) from a test split is refused: it would train on the problems the
+    # evaluation reports. Set true only on purpose (e.g. a test-time self-training experiment).
+    allow_test_split: bool = False
     n: int | None = None  # use the first n problems (None = all)
     question_field: str = "question"  # JSONL field names for user files
     answer_field: str = "answer"

@@ -66,14 +66,6 @@ class StepDelimiter(StrEnum):
     CUSTOM = "custom"  # the string in ``step.custom``
 
 
-class ToySplit(StrEnum):
-    """A split of the toy world's question space (fixed by a hash of the question)."""
-
-    TRAIN = "train"
-    VAL = "val"
-    TEST = "test"
-
-
 class PackingMode(StrEnum):
     """How a causal PRM scores a tree."""
 

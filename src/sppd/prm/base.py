@@ -122,6 +122,15 @@ _PRMS: dict[str, str] = {
     "mc": "sppd.prm.mc:build_mc_prm",
 }
 
+# PRMs a run trains itself (``sppd prm train``, on a synthetic task's labels) into ``<run_dir>/prm``:
+# that folder is their default path, so the pipeline points scoring and evaluation at the PRM it trains.
+_TRAINED_IN_RUN: set[str] = {"toy"}
+
+
+def trained_in_run(name: str) -> bool:
+    """Whether the PRM ``name`` is trained by the run (default folder ``<run_dir>/prm``)."""
+    return name in _TRAINED_IN_RUN
+
 
 def register_prm(name: str, dotted_path: str, *, replace: bool = False) -> None:
     """Register a PRM factory as ``"module:factory"``; it is imported only when built.

@@ -15,18 +15,17 @@ from pathlib import Path
 from sppd.eval.harness import generate_records, grade_records, score_records, summarize
 from sppd.eval.stats import markdown_table
 from sppd.io import StageDir, atomic_write_json, atomic_write_text
-from sppd.judging import build_judge
 from sppd.modeling import load_policy, set_threads
-from sppd.problems import load_problems
 from sppd.prompting import build_prompt_ids
 from sppd.records import Problem
 from sppd.sampling.engine import GenerationParams, build_engine
-from sppd.settings import ProblemsConfig, RunConfig
+from sppd.settings import RunConfig
 from sppd.stages import common
 from sppd.stages.fingerprint import Fingerprint, policy_id, reuse
-from sppd.types import NO_PRM, ToySplit
+from sppd.tasks import benchmark_task
+from sppd.types import NO_PRM
 
-TOY_SETS = ("toy", "toy-val")
+GENERATED_N = 500  # problems of a generated set (the toy world) when eval.n_problems is unset
 METHOD_LABELS = {
     "greedy": "Greedy",
     "maj": "MAJ@{n}",
@@ -37,26 +36,15 @@ METHOD_LABELS = {
 
 
 def bench_problems(cfg: RunConfig, name: str) -> list[Problem]:
-    """The problems of one benchmark name.
+    """The problems of one benchmark name: its task's test split unless the name pins another.
 
     ``toy`` is the toy world's held-out test split; ``toy-val`` its validation split (for
     choosing hyperparameters and models without touching the test set). Both are disjoint from
     the training questions by the split hash.
     """
-    n = cfg.eval.n_problems or None
-    if name == "toy":
-        pc = ProblemsConfig(source="toy", split=ToySplit.TEST, n=n or 500)
-    elif name == "toy-val":
-        pc = ProblemsConfig(source="toy", split=ToySplit.VAL, n=n or 500)
-    else:
-        pc = ProblemsConfig(
-            source=name,
-            n=n,
-            question_field=cfg.problems.question_field,
-            answer_field=cfg.problems.answer_field,
-            id_field=cfg.problems.id_field,
-        )
-    return load_problems(pc, cfg.toy.world, seed=cfg.seed + 1)
+    task, split = benchmark_task(cfg, name)
+    n = cfg.eval.n_problems or (GENERATED_N if task.synthetic else None)
+    return task.problems(split, n, seed=cfg.seed + 1)
 
 
 def bench_tag(name: str) -> str:
@@ -84,7 +72,8 @@ def fingerprint(cfg: RunConfig, model_path: str | None = None) -> Fingerprint:
     prm = cfg.eval.prm or cfg.score.scorer
     keys = ["seed", "eval", "prompt", "step", "sample.engine", "model.dtype"]
     keys += ["score.scorer"] if not cfg.eval.prm else []
-    keys += ["toy.world"] if any(b.startswith("toy") for b in cfg.eval.benchmarks) else []  # toy, toy-val
+    for name in cfg.eval.benchmarks:  # e.g. the toy world that generates toy and toy-val
+        keys += [k for k in benchmark_task(cfg, name)[0].config_keys if k not in keys]
     keys += ["problems.question_field", "problems.answer_field", "problems.id_field"]
     model = model_path or cfg.eval.model
     inputs = {"model": Path(model) if model else policy_id(cfg)}
@@ -108,14 +97,14 @@ def main(cfg: RunConfig, model_path: str | None = None, out_dir: str = "") -> di
     delimiter = cfg.step.delimiter_text()
     metrics = {}
     for name in cfg.eval.benchmarks:
-        judge = build_judge("toy" if name in TOY_SETS else name)
+        task = benchmark_task(cfg, name)[0]
+        judge = task.outcome_judge()
         try:
             records = _run_benchmark(cfg, name, out, engine, tokenizer, judge, prm, delimiter)
         finally:
             getattr(judge, "close", lambda: None)()
-        equivalent = (lambda a, b: False) if name in TOY_SETS else None  # toy answers are integers
         metrics[name] = summarize(
-            records, cfg.eval.sample_score, prm is not None, cfg.eval.bootstrap, cfg.seed, equivalent
+            records, cfg.eval.sample_score, prm is not None, cfg.eval.bootstrap, cfg.seed, task.equivalent
         )
     metrics["_meta"] = {
         "model": str(path),

@@ -45,11 +45,13 @@ class Pipeline:
     """One seed's run of the method; ``rows`` collects the evaluations the report shows."""
 
     def __init__(self, cfg: RunConfig):
+        from sppd.prm.base import trained_in_run
+
         self.root = Path(cfg.run_dir)
-        self.toy = cfg.problems.source == "toy"
-        self.prm_dir = str(self.root / "prm")  # the toy PRM (ORM methods; the scorer when score.scorer=toy)
-        prm_path = self.prm_dir if cfg.score.scorer == "toy" and not cfg.score.prm_path else cfg.score.prm_path
-        eval_prm = cfg.eval.prm_path or (self.prm_dir if (cfg.eval.prm or cfg.score.scorer) == "toy" else "")
+        self.task = check_sources(cfg)  # before any work: a bad name or a test split stops the run here
+        self.prm_dir = str(self.root / "prm")  # a PRM the run trains (ORM methods; the scorer when it is one)
+        prm_path = self.prm_dir if trained_in_run(cfg.score.scorer) and not cfg.score.prm_path else cfg.score.prm_path
+        eval_prm = cfg.eval.prm_path or (self.prm_dir if trained_in_run(cfg.eval.prm or cfg.score.scorer) else "")
         self.cfg = dataclasses.replace(
             cfg,
             score=dataclasses.replace(cfg.score, prm_path=prm_path),
@@ -159,7 +161,7 @@ class Pipeline:
         p = self.cfg.pipeline
         base = str(self.timer.run("toy/pretrain", lambda: common.policy_path(self.cfg)))
         trees = self.sample("stage1", base)
-        if self.toy and p.train_prm:
+        if self.task.synthetic and p.train_prm:  # the toy PRM learns from the world's labels
             cfg = dataclasses.replace(
                 self.cfg,
                 prm=dataclasses.replace(self.cfg.prm, trees=[str(trees)]),
@@ -186,7 +188,7 @@ class Pipeline:
         self.evaluate("+SPPD", sppd)
         chain.append(("+SPPD", sppd))
         self.ablations(data / "step_pairs", dpo, sppd)
-        if self.toy and p.control:
+        if self.task.synthetic and p.control:  # the control continues pretraining on the world's corpus
             self.control(base)
         model = self.stage2_start(chain) if p.stages >= 2 else sppd
         for stage in range(2, p.stages + 1):
@@ -251,6 +253,17 @@ class Pipeline:
             "notes": self.notes,
             "stage2_from": self.stage2_from,
         }
+
+
+def check_sources(cfg: RunConfig):
+    """The training task; every evaluation name must resolve too (one-line errors naming the key)."""
+    from sppd.tasks import benchmark_task, training_task
+
+    for name in cfg.eval.benchmarks:
+        benchmark_task(cfg, name)
+    if cfg.pipeline.val_benchmark:
+        benchmark_task(cfg, cfg.pipeline.val_benchmark, key="pipeline.val_benchmark")
+    return training_task(cfg)[0]
 
 
 def mean_value_gap(pairs: Path) -> float:

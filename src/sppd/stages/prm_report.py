@@ -3,8 +3,8 @@
 Reads the scored trees (``score.out``, default ``<run_dir>/scored``) and writes
 ``<run_dir>/prm_report/``: ``table5.md`` (accuracy of the final-step, mean and minimum step
 score judgments on correct and incorrect trajectories), ``figure3.png`` (segment-score box
-plots), ``report.json`` with every number, and for toy problems the values' step-level
-agreement with the exact checker (and, for comparison, the MC values' agreement).
+plots), ``report.json`` with every number, and for problems with a step checker (toy) the
+values' step-level agreement with it (and, for comparison, the MC values' agreement).
 """
 
 from __future__ import annotations
@@ -27,13 +27,13 @@ def main(cfg: RunConfig, trees_dir: str = "", out_dir: str = "") -> dict:
     if not shards:
         raise ConfigError(f"config key 'score.out': no scored shards in {src.path}; run `sppd score` first")
     trees = [tree for shard in shards for tree in read_trees(shard)]
-    toy = all(t.problem.source == "toy" for t in trees)
-    report = build_report(trees, toy=toy)
+    checkable = all(_has_step_checker(source) for source in {t.problem.source for t in trees})
+    report = build_report(trees, toy=checkable)
     report["inputs"] = {"scored": str(src.path), "complete": src.is_complete()}
     out = Path(out_dir or Path(cfg.run_dir) / "prm_report")
     scorer = ", ".join(report["scorers"])
     text = format_table5(report["table5"], scorer)
-    if toy:
+    if checkable:
         text += "\n" + format_agreement(report)
     atomic_write_text(out / "table5.md", text)
     plot_figure3(
@@ -44,6 +44,14 @@ def main(cfg: RunConfig, trees_dir: str = "", out_dir: str = "") -> dict:
     atomic_write_json(out / "report.json", report)
     print(f"prm report: wrote {out}\n{text}")
     return report
+
+
+def _has_step_checker(source: str) -> bool:
+    """Whether the task behind a problem's source tag can check each step (the toy world can)."""
+    from sppd.tasks import find
+
+    task = find(source)
+    return task is not None and task.process_judge is not None
 
 
 def format_agreement(report: dict) -> str:

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import time
 
-from sppd.judging import build_judge
 from sppd.modeling import load_policy, set_threads
-from sppd.problems import load_problems
 from sppd.prompting import build_prompt_ids
 from sppd.records import Tree
 from sppd.sampling.engine import build_engine
@@ -21,6 +19,7 @@ from sppd.sampling.tree import TreeParams, TreeSampler, path_text
 from sppd.settings import RunConfig
 from sppd.stages import common
 from sppd.stages.fingerprint import Fingerprint, policy_id, reuse
+from sppd.tasks import training_task
 
 TAG = "trees"
 
@@ -46,7 +45,8 @@ def main(cfg: RunConfig, model_path: str | None = None, out_dir: str = "") -> di
     set_threads(cfg.threads)
     out = common.stage_dir(cfg, "trees", out_dir or cfg.sample.out)
     rank, world = common.rank_and_world()
-    problems = load_problems(cfg.problems, cfg.toy.world, seed=cfg.seed)
+    task, split = training_task(cfg)  # a test split is refused unless problems.allow_test_split
+    problems = task.problems(split, cfg.problems.n, seed=cfg.seed)
     per = cfg.sample.problems_per_shard
     chunks = [problems[i : i + per] for i in range(0, len(problems), per)]
     fp = fingerprint(cfg, model_path)
@@ -59,7 +59,7 @@ def main(cfg: RunConfig, model_path: str | None = None, out_dir: str = "") -> di
     path = model_path or common.policy_path(cfg)
     model, tokenizer = load_policy(path, cfg.model)
     engine = build_engine(cfg.sample.engine, model=model, tokenizer=tokenizer, batch_size=cfg.sample.engine_batch_size)
-    judge = build_judge(cfg.problems.source)
+    judge = task.outcome_judge()
     sampler = TreeSampler(engine, tree_params(cfg), judge)
     mine = [ci for ci in range(len(chunks)) if ci % world == rank]
     todo = [ci for ci in mine if not out.has_shard(TAG, ci)]
@@ -100,9 +100,9 @@ def fingerprint(cfg: RunConfig, model_path: str | None = None) -> Fingerprint:
     """What the trees depend on. ``problems_per_shard`` and ``engine_batch_size`` count: they set
     the chunks' seeds and how the engine's random stream is split. Threads and device do not."""
     keys = ["seed", "model.dtype", "prompt", "step", "problems", "sample"]
-    if cfg.problems.source == "toy":
-        keys.append("toy.world")  # it generates the problems
-    return Fingerprint.of("sample", cfg, keys, exclude=["sample.out"], inputs={"model": policy_id(cfg, model_path)})
+    keys += training_task(cfg)[0].config_keys  # e.g. the toy world that generates the problems
+    exclude = ["sample.out", "problems.allow_test_split"]  # a permission, not an input
+    return Fingerprint.of("sample", cfg, keys, exclude=exclude, inputs={"model": policy_id(cfg, model_path)})
 
 
 def load_trees(out) -> list[Tree]:

@@ -21,6 +21,7 @@ from typing import Any
 
 from sppd.config import ConfigError
 from sppd.io import DataFileError, StageDir, read_jsonl
+from sppd.prm.base import trained_in_run
 from sppd.prm.mc import MCScorer
 from sppd.records import SCHEMA_VERSION, Tree
 from sppd.settings import RunConfig
@@ -41,9 +42,9 @@ def build_scorer(cfg: RunConfig):
         return None
     if name == "oracle":
         return build_prm("oracle")
-    if name == "toy":
+    if trained_in_run(name):
         path = s.prm_path or str(Path(cfg.run_dir) / "prm")
-        return build_prm("toy", path=path, device=cfg.model.device, max_batch_tokens=s.max_batch_tokens)
+        return build_prm(name, path=path, device=cfg.model.device, max_batch_tokens=s.max_batch_tokens)
     if name in HF_ADAPTERS:
         if not s.prm_path:
             raise ConfigError(f"config key 'score.prm_path': required for scorer {name!r} (a local PRM folder)")
@@ -73,17 +74,19 @@ def rollout_policy(cfg: RunConfig, trees_dir: Path | None = None) -> Path:
 
 def build_mc(cfg: RunConfig, trees_dir: Path | None = None) -> MCScorer:
     """The MC scorer; with ``score.mc_min_paths`` or ``score.mc_rollouts`` it rolls out with the policy."""
-    from sppd.judging import build_judge, toy_process_judge
+    from sppd.tasks import resolve
 
     s = cfg.score
     process = s.mc_judge == MCJudge.PROCESS
-    if process and cfg.problems.source != "toy":
+    rollouts = s.mc_min_paths > 0 or s.mc_rollouts > 0
+    task = resolve(cfg.problems.source, cfg)[0] if process or rollouts else None  # its judges
+    if process and task.process_judge is None:
         raise ConfigError(
-            "config key 'score.mc_judge': 'process' needs the exact step checker, which only the "
-            f"toy world has (problems.source is {cfg.problems.source!r}); use 'outcome'"
+            "config key 'score.mc_judge': 'process' needs an exact step checker, which task "
+            f"{task.name!r} (problems.source) lacks; use 'outcome'"
         )
-    leaf_judge = toy_process_judge if process else None
-    if s.mc_min_paths <= 0 and s.mc_rollouts <= 0:
+    leaf_judge = task.process_judge if process else None
+    if not rollouts:
         return MCScorer(leaf_judge=leaf_judge, delimiter=cfg.step.delimiter_text())
     from sppd.modeling import load_policy
     from sppd.sampling.engine import GenerationParams, build_engine
@@ -101,7 +104,7 @@ def build_mc(cfg: RunConfig, trees_dir: Path | None = None) -> MCScorer:
         per_node=s.mc_rollouts,
         nodes=s.mc_rollout_nodes,
         engine=engine,
-        judge=leaf_judge or build_judge(cfg.problems.source),
+        judge=leaf_judge or task.outcome_judge(),
         params=params,
         delimiter=cfg.step.delimiter_text(),
         seed=cfg.seed,
@@ -170,7 +173,7 @@ def fingerprint(cfg: RunConfig, trees: StageDir) -> Fingerprint:
     keys = ["score"]
     exclude = ["score.out", "score.trees", "score.prm_path", "score.mc_policy", "score.max_batch_tokens"]
     inputs: dict = {"trees": trees.path}
-    if s.scorer not in ("mc", "oracle") and (s.prm_path or s.scorer == "toy"):
+    if s.scorer not in ("mc", "oracle") and (s.prm_path or trained_in_run(s.scorer)):
         inputs["prm"] = Path(s.prm_path or Path(cfg.run_dir) / "prm")
     if s.mc_min_paths > 0 or s.mc_rollouts > 0:
         keys += ["seed", "model.dtype", "step", "problems.source", "sample"]

@@ -30,13 +30,22 @@ from __future__ import annotations
 import hashlib
 import random
 from dataclasses import dataclass
+from enum import StrEnum
 
 from sppd.records import Problem
-from sppd.types import ToySplit
 
 STEP_DELIMITER = "\n"
 ANSWER_PREFIX = "The answer is "
 OPS = "+-*"
+
+
+class ToySplit(StrEnum):
+    """A split of the toy world's question space (fixed by a hash of the question); the toy task's
+    splits, not a config choice (``problems.split`` is a string each task checks)."""
+
+    TRAIN = "train"
+    VAL = "val"
+    TEST = "test"
 
 
 @dataclass
