@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sppd import cli
+from sppd import cli, runtime
 from sppd.config import ConfigError
 from sppd.io import StageDir
 from sppd.records import SFTExample
@@ -172,7 +172,7 @@ def test_only_rank_zero_moves_a_stale_folder(sampled, tiny_policy_dir, monkeypat
     cfg = _cfg(sampled, tiny_policy_dir, "sample.K=2")
     fp = sample.fingerprint(cfg)
     barriers = []
-    monkeypatch.setattr(common, "barrier", lambda: barriers.append(1))
+    monkeypatch.setattr(runtime, "barrier", lambda: barriers.append(1))
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv(common.RERUN_STALE_ENV, "1")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from sppd.runtime import device_for_rank
 from sppd.settings import DType, ModelConfig
 
 
@@ -20,8 +21,9 @@ def set_threads(threads: int) -> None:
 
 
 def resolve_device(name: str) -> torch.device:
+    """``auto``: this process's GPU (``cuda:LOCAL_RANK``) when CUDA exists, else the CPU."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return device_for_rank()
     return torch.device(name)
 
 

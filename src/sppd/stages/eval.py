@@ -12,6 +12,7 @@ import json
 import re
 from pathlib import Path
 
+from sppd import runtime
 from sppd.eval.harness import generate_records, grade_records, score_records, summarize
 from sppd.eval.methods import SampleScore
 from sppd.eval.stats import markdown_table
@@ -145,7 +146,7 @@ def _run_benchmark(cfg, name, out: StageDir, engine, tokenizer, judge, prm, deli
     sample_params = GenerationParams(max_new_tokens=e.max_new_tokens, temperature=e.temperature, top_p=e.top_p)
     greedy_params = GenerationParams(max_new_tokens=e.max_new_tokens, greedy=True)
     done = sum(len(c) for i, c in enumerate(chunks) if out.has_shard(tag, i))
-    bar = common.progress(len(problems), f"eval {name}", "problem", initial=done)
+    bar = runtime.progress(len(problems), f"eval {name}", "problem", initial=done)
     for i, chunk in enumerate(chunks):
         if out.has_shard(tag, i):
             continue
@@ -157,7 +158,7 @@ def _run_benchmark(cfg, name, out: StageDir, engine, tokenizer, judge, prm, deli
             e.n_samples,
             sample_params,
             greedy_params,
-            seed=common.derive_seed(cfg.seed, "eval", tag, i),
+            seed=runtime.derive_seed(cfg.seed, "eval", tag, i),
         )
         grade_records(records, judge)
         if prm is not None:

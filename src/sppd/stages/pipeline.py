@@ -17,6 +17,7 @@ import random
 import time
 from pathlib import Path
 
+from sppd import runtime
 from sppd.io import StageDir, atomic_write_json
 from sppd.records import SFTExample, StepPair
 from sppd.settings import MarginName, Objective, RunConfig, Stage2Init, TrainConfig
@@ -67,7 +68,7 @@ class Pipeline:
         from sppd.stages import sample
 
         out = self.root / stage / "trees"
-        cfg = dataclasses.replace(self.cfg, seed=common.derive_seed(self.cfg.seed, stage))
+        cfg = dataclasses.replace(self.cfg, seed=runtime.derive_seed(self.cfg.seed, stage))
         self.timer.run(f"{stage}/sample", lambda: sample.main(cfg, model_path=model, out_dir=str(out)))
         return out
 
@@ -276,7 +277,7 @@ def write_corpus_records(cfg: RunConfig, folder: Path, tokens: int) -> None:
     """SFT records drawn like the pretraining corpus (same noise), about ``tokens`` tokens in all."""
     from sppd.toy.world import corrupt_steps, format_solution, generate_problems
 
-    rng = random.Random(common.derive_seed(cfg.seed, "control"))
+    rng = random.Random(runtime.derive_seed(cfg.seed, "control"))
     problems = generate_problems(cfg.toy.world, "train", 20000, seed=cfg.seed + 99)
     records, total = [], 0
     for problem in problems:

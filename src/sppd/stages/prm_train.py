@@ -14,6 +14,7 @@ import os
 import sys
 from pathlib import Path
 
+from sppd import runtime
 from sppd.config import ConfigError
 from sppd.io import StageDir
 from sppd.prm.mc import attach_mc_values
@@ -75,7 +76,7 @@ def main(cfg: RunConfig, out_dir: str = "") -> dict:
     if reuse(out, fp, current, has_work=False):  # never resumed: training restarts from scratch
         print(f"prm train: {out.path} is complete for these inputs; nothing to do.")
         return out.read_manifest()["counts"]
-    rank, _ = common.rank_and_world()
+    rank, _ = runtime.rank_and_world()
     metrics: dict = {}
     if rank == 0:  # a tiny model: one process trains it, the others wait
         out.invalidate()
@@ -88,7 +89,7 @@ def main(cfg: RunConfig, out_dir: str = "") -> dict:
         common.save_stage_config(out, cfg)
         out.write_manifest("prm_train", counts=metrics, inputs=inputs, **fp.manifest_fields())
         print(format_summary(metrics, out.path))
-    common.barrier()
+    runtime.barrier()
     return metrics
 
 

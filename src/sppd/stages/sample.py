@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 
+from sppd import runtime
 from sppd.judging import build_judge
 from sppd.modeling import load_policy, set_threads
 from sppd.problems import load_problems
@@ -45,7 +46,7 @@ def main(cfg: RunConfig, model_path: str | None = None, out_dir: str = "") -> di
     """Sample trees for the configured problems; returns the summary it prints."""
     set_threads(cfg.threads)
     out = common.stage_dir(cfg, "trees", out_dir or cfg.sample.out)
-    rank, world = common.rank_and_world()
+    rank, world = runtime.rank_and_world()
     problems = load_problems(cfg.problems, cfg.toy.world, seed=cfg.seed)
     per = cfg.sample.problems_per_shard
     chunks = [problems[i : i + per] for i in range(0, len(problems), per)]
@@ -63,7 +64,7 @@ def main(cfg: RunConfig, model_path: str | None = None, out_dir: str = "") -> di
     sampler = TreeSampler(engine, tree_params(cfg), judge)
     mine = [ci for ci in range(len(chunks)) if ci % world == rank]
     todo = [ci for ci in mine if not out.has_shard(TAG, ci)]
-    bar = common.progress(
+    bar = runtime.progress(
         len(problems) if world == 1 else sum(len(chunks[c]) for c in mine),
         "sample",
         "problem",
@@ -73,7 +74,7 @@ def main(cfg: RunConfig, model_path: str | None = None, out_dir: str = "") -> di
     for ci in todo:
         chunk = chunks[ci]
         prompts = [build_prompt_ids(tokenizer, p.question, cfg.prompt) for p in chunk]
-        trees = sampler.sample(chunk, prompts, seed=common.derive_seed(cfg.seed, "sample", ci))
+        trees = sampler.sample(chunk, prompts, seed=runtime.derive_seed(cfg.seed, "sample", ci))
         out.write_shard(TAG, ci, (t.to_dict() for t in trees))
         bar.update(len(chunk))
         bar.set_postfix(tok_s=f"{engine.stats.generated_tokens / max(time.perf_counter() - start, 1e-9):.0f}")
@@ -81,7 +82,7 @@ def main(cfg: RunConfig, model_path: str | None = None, out_dir: str = "") -> di
     close = getattr(judge, "close", None)
     if close:
         close()
-    common.barrier()
+    runtime.barrier()
     summary = summarize(load_trees(out))
     summary.update(seconds=round(time.perf_counter() - start, 2), new_generated_tokens=engine.stats.generated_tokens)
     summary["tokens_per_s"] = round(engine.stats.generated_tokens / max(summary["seconds"], 1e-9), 1)

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sppd import runtime
 from sppd.config import ConfigError
 from sppd.io import DataFileError, StageDir, read_jsonl
 from sppd.prm.mc import MCScorer
@@ -195,12 +196,12 @@ def main(cfg: RunConfig, out_dir: str = "") -> dict:
     if reuse(out, fp, out.is_complete() and len(out.shards()) == len(inputs), has_work=bool(out.shards())):
         print(f"score: {out.path} is complete; nothing to do.")
         return out.read_manifest()["counts"]
-    rank, world = common.rank_and_world()
+    rank, world = runtime.rank_and_world()
     _check_resumable(out, cfg.score.scorer)
     if rank == 0:
         common.save_stage_config(out, cfg)
     cost = _score_todo(cfg, inputs, out, [i for i in range(len(inputs)) if i % world == rank])
-    common.barrier()
+    runtime.barrier()
     summary = summarize(out, inputs)
     summary.update(scorer=cfg.score.scorer, packing=str(cfg.score.packing), **cost)
     if rank == 0 and len(out.shards()) == len(inputs):
@@ -228,12 +229,12 @@ def _score_todo(cfg: RunConfig, inputs: list[Path], out: StageDir, mine: list[in
     """Score this process's unfinished shards; returns this run's cost and speed."""
     todo = [i for i in mine if not out.has_shard(TAG, i)]
     scorer, mc = (build_scorer(cfg), build_mc(cfg, inputs[0].parent)) if todo else (None, None)
-    bar = common.progress(sum(_count_lines(inputs[i]) for i in todo), "score", "tree")
+    bar = runtime.progress(sum(_count_lines(inputs[i]) for i in todo), "score", "tree")
     start, steps = time.perf_counter(), 0
     cost: dict[str, Any] = {"forward_tokens": 0, "fallback_trees": 0, "fallback_reasons": []}
     for i in todo:
         trees = read_trees(inputs[i])
-        shard_cost = score_shard(trees, scorer, mc, cfg, seed=common.derive_seed(cfg.seed, "score", i))
+        shard_cost = score_shard(trees, scorer, mc, cfg, seed=runtime.derive_seed(cfg.seed, "score", i))
         cost["forward_tokens"] += shard_cost.get("forward_tokens", 0)
         cost["fallback_trees"] += shard_cost.get("fallback_trees", 0)
         cost["fallback_reasons"] += [
