@@ -25,7 +25,7 @@ that does not qualify is scored per path, and the reason is reported.
 
 The 4D mask is additive (0 / ``finfo.min``) in the model's dtype: transformers 5.24 passes a 4D
 mask to the attention function unchanged, ``eager`` adds it to the scores and ``sdpa`` takes
-it as is (see ``sppd.train.prefix_sharing``). Other attention backends are refused.
+it as is (see ``sppd.packing``). Other attention backends are refused.
 """
 
 from __future__ import annotations
@@ -36,12 +36,12 @@ from dataclasses import dataclass, field
 
 import torch
 
+from sppd.packing import SUPPORTED_ATTENTION, additive_attention_mask
 from sppd.prm.base import PRMInput, PRMScoreError, TokenLevelPRM
 from sppd.prm.hf_common import pad_right, plan_batches
 from sppd.records import Tree
 from sppd.sampling.tree import path_steps
 from sppd.settings import PackingMode
-from sppd.train.prefix_sharing import SUPPORTED_ATTENTION, additive_attention_mask
 
 
 class PackingUnsupported(ValueError):
