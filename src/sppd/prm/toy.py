@@ -36,7 +36,6 @@ from torch import nn
 from sppd.prm.base import EncodedInput, PRMInput
 from sppd.prm.hf_common import HFPRMOptions, pad_right, pad_token_id_of, resolve_device, score_with_token_model
 from sppd.records import Tree
-from sppd.sampling.tree import path_steps
 from sppd.settings import PRMTrainConfig
 from sppd.toy.world import STEP_DELIMITER, prompt_text
 
@@ -204,7 +203,7 @@ def labelled_paths(prm: ToyPRM, trees: Sequence[Tree], min_paths: int, hard: boo
         claimed: set[int] = set()
         for leaf in tree.leaves():
             path = tree.path_to(leaf)
-            enc = prm.encode(PRMInput(tree.problem.question, path_steps(tree, leaf)))
+            enc = prm.encode(PRMInput(tree.problem.question, tree.path_steps(leaf)))
             keep = [
                 j
                 for j, k in enumerate(path)

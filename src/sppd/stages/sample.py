@@ -18,7 +18,7 @@ from sppd.problems import load_problems
 from sppd.prompting import build_prompt_ids
 from sppd.records import Tree
 from sppd.sampling.engine import build_engine
-from sppd.sampling.tree import TreeParams, TreeSampler, path_text
+from sppd.sampling.tree import TreeParams, TreeSampler
 from sppd.settings import RunConfig
 from sppd.stages import common
 from sppd.stages.fingerprint import Fingerprint, policy_id, reuse
@@ -113,7 +113,7 @@ def load_trees(out) -> list[Tree]:
 
 def summarize(trees: list[Tree]) -> dict:
     leaves = [(t, k) for t in trees for k in t.leaves()]
-    texts = {(t.problem.id, path_text(t, k)) for t, k in leaves}
+    texts = {(t.problem.id, t.path_text(k)) for t, k in leaves}
     correct = sum(1 for t, k in leaves if t.nodes[k].correct)
     return {
         "problems": len(trees),
