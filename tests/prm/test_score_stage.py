@@ -9,7 +9,7 @@ import pytest
 from test_mc import hand_tree
 
 from sppd.config import ConfigError
-from sppd.io import StageDir
+from sppd.io import StageDir, iter_trees
 from sppd.prm.base import PRMScoreError, register_prm
 from sppd.prm.mc import subtree_path_counts as mc_paths
 from sppd.settings import PackingMode, RunConfig
@@ -45,7 +45,7 @@ def config(tmp_path, scorer="oracle", **score_kw) -> RunConfig:
 
 
 def load_scored(folder):
-    return [tree for shard in StageDir(folder).shards() for tree in score.read_trees(shard)]
+    return list(iter_trees(StageDir(folder)))
 
 
 def test_oracle_values_on_every_node_and_mc_values(tmp_path):
@@ -184,7 +184,7 @@ def test_mc_rollouts_from_the_sampling_policy_give_graded_values(tmp_path, tiny_
     cfg.score.scorer, cfg.score.mc_rollouts = "mc", 3
     score.main(cfg)
     trees = load_scored(tmp_path / "scored")
-    plain = [tree for shard in StageDir(tmp_path / "trees").shards() for tree in score.read_trees(shard)]
+    plain = list(iter_trees(StageDir(tmp_path / "trees")))
     rolled = 0
     for tree, before in zip(trees, plain):
         paths, _ = mc_paths(before)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from sppd import runtime
 from sppd.config import ConfigError
-from sppd.io import StageDir
+from sppd.io import StageDir, iter_trees
 from sppd.prm.mc import attach_mc_values
 from sppd.settings import RunConfig
 from sppd.stages import common
@@ -25,15 +25,11 @@ from sppd.stages.fingerprint import Fingerprint, reuse
 
 def load_labelled_trees(folders: list[Path]):
     """All trees of ``folders`` with MC values (attached from the tree when missing)."""
-    from sppd.stages.score import read_trees
-
     trees = []
     for folder in folders:
-        shards = StageDir(folder).shards()
-        if not shards:
+        if not StageDir(folder).shards():
             raise ConfigError(f"config key 'prm.trees': no tree shards in {folder}; run `sppd sample` first")
-        for shard in shards:
-            trees.extend(read_trees(shard))
+        trees.extend(iter_trees(StageDir(folder)))
     for tree in trees:
         if all(n.mc_value is None for n in tree.nodes):
             attach_mc_values(tree)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 
 from sppd import runtime
+from sppd.io import iter_trees
 from sppd.judging import build_judge
 from sppd.modeling import load_policy, set_threads
 from sppd.problems import load_problems
@@ -52,7 +53,7 @@ def main(cfg: RunConfig, model_path: str | None = None, out_dir: str = "") -> di
     chunks = [problems[i : i + per] for i in range(0, len(problems), per)]
     fp = fingerprint(cfg, model_path)
     if reuse(out, fp, out.is_complete() and len(out.shards()) == len(chunks), has_work=bool(out.shards())):
-        summary = summarize(load_trees(out))
+        summary = summarize(list(iter_trees(out)))
         print(f"sample: {out.path} is complete; nothing to do.")
         return summary
     if rank == 0:
@@ -83,7 +84,7 @@ def main(cfg: RunConfig, model_path: str | None = None, out_dir: str = "") -> di
     if close:
         close()
     runtime.barrier()
-    summary = summarize(load_trees(out))
+    summary = summarize(list(iter_trees(out)))
     summary.update(seconds=round(time.perf_counter() - start, 2), new_generated_tokens=engine.stats.generated_tokens)
     summary["tokens_per_s"] = round(engine.stats.generated_tokens / max(summary["seconds"], 1e-9), 1)
     if rank == 0 and len(out.shards()) == len(chunks):
@@ -104,11 +105,6 @@ def fingerprint(cfg: RunConfig, model_path: str | None = None) -> Fingerprint:
     if cfg.problems.source == "toy":
         keys.append("toy.world")  # it generates the problems
     return Fingerprint.of("sample", cfg, keys, exclude=["sample.out"], inputs={"model": policy_id(cfg, model_path)})
-
-
-def load_trees(out) -> list[Tree]:
-    """All trees of a stage folder, in shard order."""
-    return [Tree.from_dict(obj, where) for where, obj in out.iter_records()]
 
 
 def summarize(trees: list[Tree]) -> dict:

@@ -21,9 +21,9 @@ from typing import Any
 
 from sppd import runtime
 from sppd.config import ConfigError
-from sppd.io import DataFileError, StageDir, read_jsonl
+from sppd.io import StageDir, iter_trees, read_jsonl
 from sppd.prm.mc import MCScorer
-from sppd.records import SCHEMA_VERSION, Tree
+from sppd.records import Tree
 from sppd.settings import DType, RunConfig
 from sppd.stages import common
 from sppd.stages.fingerprint import Fingerprint, policy_id, reuse
@@ -109,18 +109,6 @@ def build_mc(cfg: RunConfig, trees_dir: Path | None = None) -> MCScorer:
         seed=cfg.seed,
         leaf_judge=leaf_judge,
     )
-
-
-def read_trees(path: Path) -> list[Tree]:
-    """The trees of one shard; a wrong schema or malformed record names the file and line."""
-    trees = []
-    for lineno, obj in read_jsonl(path):
-        if obj.get("schema") != SCHEMA_VERSION:
-            raise DataFileError(
-                f"{path}:{lineno}: field 'schema' is {obj.get('schema')!r}, this sppd reads {SCHEMA_VERSION}"
-            )
-        trees.append(Tree.from_dict(obj, f"{path}:{lineno}"))
-    return trees
 
 
 def score_shard(trees: list[Tree], scorer, mc: MCScorer, cfg: RunConfig, seed: int) -> dict[str, Any]:
@@ -233,7 +221,7 @@ def _score_todo(cfg: RunConfig, inputs: list[Path], out: StageDir, mine: list[in
     start, steps = time.perf_counter(), 0
     cost: dict[str, Any] = {"forward_tokens": 0, "fallback_trees": 0, "fallback_reasons": []}
     for i in todo:
-        trees = read_trees(inputs[i])
+        trees = list(iter_trees(inputs[i]))
         shard_cost = score_shard(trees, scorer, mc, cfg, seed=runtime.derive_seed(cfg.seed, "score", i))
         cost["forward_tokens"] += shard_cost.get("forward_tokens", 0)
         cost["fallback_trees"] += shard_cost.get("fallback_trees", 0)
@@ -259,13 +247,12 @@ def summarize(out: StageDir, inputs: list[Path]) -> dict:
     """Counts over every scored shard written so far."""
     nodes = valued = mc_valued = problems = 0
     value_sum = 0.0
-    for shard in out.shards():
-        for tree in read_trees(shard):
-            problems += 1
-            nodes += len(tree.nodes)
-            valued += sum(n.value is not None for n in tree.nodes)
-            mc_valued += sum(n.mc_value is not None for n in tree.nodes)
-            value_sum += sum(n.value for n in tree.nodes if n.value is not None)
+    for tree in iter_trees(out):
+        problems += 1
+        nodes += len(tree.nodes)
+        valued += sum(n.value is not None for n in tree.nodes)
+        mc_valued += sum(n.mc_value is not None for n in tree.nodes)
+        value_sum += sum(n.value for n in tree.nodes if n.value is not None)
     return {
         "problems": problems,
         "nodes": nodes,
