@@ -25,7 +25,7 @@ from sppd.prm.packing import layout_tree, score_trees
 from sppd.prm.toy import new_toy_prm, random_backbone
 from sppd.records import Node, Problem, Tree
 from sppd.settings import PackingMode
-from sppd.toy.model import ToyModelConfig
+from sppd.toy.config import ToyModelConfig
 
 
 def synthetic_tree(index: int, K: int, C: int, rng: random.Random) -> Tree:

@@ -83,7 +83,8 @@ def build_step_pairs(n: int, seed: int = 0) -> list:
 def prepare(work: Path, n_pairs: int) -> dict:
     """Write the pairs (a StageDir) and the random-init toy model folder; return data stats."""
     from sppd.io import StageDir
-    from sppd.toy.model import ToyModelConfig, build_toy_model, count_parameters
+    from sppd.toy.config import ToyModelConfig
+    from sppd.toy.model import build_toy_model, count_parameters
     from sppd.toy.tokenizer import build_toy_tokenizer
 
     tokenizer = build_toy_tokenizer()

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from sppd import config as _config
-from sppd.toy.pretrain import ToyPretrainConfig
+from sppd.toy.config import ToyPretrainConfig
 
 
 class ChatTemplateMode(StrEnum):

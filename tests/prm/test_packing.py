@@ -22,7 +22,7 @@ from sppd.records import Problem
 from sppd.sampling.hf_engine import HFEngine
 from sppd.sampling.tree import TreeParams, TreeSampler
 from sppd.settings import PackingMode
-from sppd.toy.model import ToyModelConfig
+from sppd.toy.config import ToyModelConfig
 
 
 @pytest.fixture(scope="module")

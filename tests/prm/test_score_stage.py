@@ -14,7 +14,7 @@ from sppd.prm.base import PRMScoreError, register_prm
 from sppd.prm.mc import subtree_path_counts as mc_paths
 from sppd.settings import PackingMode, RunConfig
 from sppd.stages import prm_report, prm_train, score
-from sppd.toy.model import ToyModelConfig
+from sppd.toy.config import ToyModelConfig
 
 RIGHT = ["Step 1: 3*4=12, 2+12", "Step 2: 2+12=14", "The answer is \\boxed{14}"]
 SPEC = [

@@ -5,10 +5,10 @@ import json
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from sppd.toy.model import ToyModelConfig, build_toy_model
+from sppd.toy.config import ToyModelConfig, ToyPretrainConfig
+from sppd.toy.model import build_toy_model
 from sppd.toy.pretrain import (
     COMPLETE_MARKER,
-    ToyPretrainConfig,
     build_corpus,
     cached_base_model,
     collate,

@@ -149,7 +149,8 @@ def backbone_from_policy(policy_path: str | Path) -> tuple[nn.Module, Any]:
 
 def random_backbone(model_cfg=None) -> tuple[nn.Module, Any]:
     """``(LlamaModel, toy tokenizer)`` randomly initialised as the toy policy would be."""
-    from sppd.toy.model import ToyModelConfig, build_toy_model
+    from sppd.toy.config import ToyModelConfig
+    from sppd.toy.model import build_toy_model
     from sppd.toy.tokenizer import build_toy_tokenizer
 
     tokenizer = build_toy_tokenizer()

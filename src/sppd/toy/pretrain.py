@@ -19,7 +19,7 @@ import os
 import random
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -27,35 +27,13 @@ from tqdm.auto import tqdm
 
 from sppd.records import Problem
 from sppd.toy.checker import check_answer
-from sppd.toy.model import ToyModelConfig, build_toy_model, count_parameters
+from sppd.toy.config import ToyPretrainConfig
+from sppd.toy.model import build_toy_model, count_parameters
 from sppd.toy.tokenizer import build_toy_tokenizer
 from sppd.toy.world import ToyWorldConfig, corpus_text, generate_problems, prompt_text, sample_questions
 
 COMPLETE_MARKER = "COMPLETE"
 IGNORE_INDEX = -100
-
-
-@dataclass
-class ToyPretrainConfig:
-    """Everything that determines a toy base model."""
-
-    world: ToyWorldConfig = field(default_factory=ToyWorldConfig)  # problem shapes and corpus noise
-    model: ToyModelConfig = field(default_factory=ToyModelConfig)  # model size and initialisation
-    n_train_problems: int = 60_000  # corpus size: train questions drawn with replacement, own noise each
-    steps: int = 1200  # optimizer steps (the corpus is reshuffled and reused when exhausted)
-    batch_size: int = 32  # sequences per optimizer step
-    lr: float = 1.5e-3  # peak learning rate
-    min_lr_ratio: float = 0.1  # final learning rate as a fraction of the peak (cosine decay)
-    warmup_steps: int = 50  # linear warmup steps
-    weight_decay: float = 0.01  # AdamW weight decay
-    grad_clip: float = 1.0  # gradient norm clip
-    seed: int = 0  # seed of the corpus and the data order (the model init has its own seed)
-    eval_every: int = 200  # greedy-accuracy evaluation period in steps (also at the end); 0 = end only
-    n_eval: int = 200  # held-out test problems behind the greedy-accuracy curve
-    eval_seed: int = 1234  # seed of the evaluation problems
-    eval_batch_size: int = 100  # prompts per generate call during evaluation
-    max_minutes: float = 20.0  # stop training early (and still save) after this much wall time
-    num_threads: int = 0  # torch CPU threads; 0 = all cores (fewer helps when other jobs share the CPU)
 
 
 def config_hash(cfg: ToyPretrainConfig) -> str:
