@@ -94,16 +94,8 @@ def lr_at(step: int, cfg: ToyPretrainConfig) -> float:
 
 
 @torch.no_grad()
-def generate_solutions(
-    model,
-    tokenizer,
-    questions: list[str],
-    batch_size: int,
-    max_new_tokens: int,
-    temperature: float = 0.0,
-    seed: int = 0,
-) -> list[str]:
-    """One completion per question (greedy when ``temperature == 0``), special tokens removed.
+def generate_solutions(model, tokenizer, questions: list[str], batch_size: int, max_new_tokens: int) -> list[str]:
+    """One greedy completion per question, special tokens removed.
 
     Batched ``generate`` with left padding; the decoded text starts right after the prompt.
     """
@@ -111,24 +103,18 @@ def generate_solutions(
     model.eval()
     tokenizer.padding_side = "left"
     texts: list[str] = []
-    sampling = temperature > 0
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        for start in range(0, len(questions), batch_size):
-            prompts = [prompt_text(q) for q in questions[start : start + batch_size]]
-            batch = tokenizer(prompts, padding=True, return_tensors="pt")
-            out_ids = model.generate(
-                **batch,
-                max_new_tokens=max_new_tokens,
-                do_sample=sampling,
-                temperature=temperature if sampling else None,
-                top_k=0 if sampling else None,
-                top_p=1.0 if sampling else None,
-                pad_token_id=tokenizer.pad_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-            )
-            new_ids = out_ids[:, batch["input_ids"].shape[1] :]
-            texts.extend(tokenizer.batch_decode(new_ids, skip_special_tokens=True))
+    for start in range(0, len(questions), batch_size):
+        prompts = [prompt_text(q) for q in questions[start : start + batch_size]]
+        batch = tokenizer(prompts, padding=True, return_tensors="pt")
+        out_ids = model.generate(
+            **batch,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+        new_ids = out_ids[:, batch["input_ids"].shape[1] :]
+        texts.extend(tokenizer.batch_decode(new_ids, skip_special_tokens=True))
     model.train(was_training)
     tokenizer.padding_side = padding_side
     return texts
@@ -142,32 +128,6 @@ def greedy_accuracy(
         return 0.0
     texts = generate_solutions(model, tokenizer, [p.question for p in problems], batch_size, max_new_tokens)
     return sum(check_answer(p.gold, t) for p, t in zip(problems, texts)) / len(problems)
-
-
-def sampled_accuracy(
-    model,
-    tokenizer,
-    problems: list[Problem],
-    n_samples: int = 8,
-    temperature: float = 1.0,
-    batch_size: int = 128,
-    max_new_tokens: int = 200,
-    seed: int = 0,
-) -> float:
-    """Fraction of correct solutions among ``n_samples`` samples per problem at ``temperature``."""
-    if not problems:
-        return 0.0
-    repeated = [p for p in problems for _ in range(n_samples)]
-    texts = generate_solutions(
-        model,
-        tokenizer,
-        [p.question for p in repeated],
-        batch_size,
-        max_new_tokens,
-        temperature=temperature,
-        seed=seed,
-    )
-    return sum(check_answer(p.gold, t) for p, t in zip(repeated, texts)) / len(repeated)
 
 
 # --- training --------------------------------------------------------------------------------

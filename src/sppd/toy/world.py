@@ -209,11 +209,6 @@ def plausible_error(a: int, op: str, b: int, cfg: ToyWorldConfig) -> tuple[bool,
     return False, c + 1
 
 
-def is_hard_step(a: int, op: str, b: int, cfg: ToyWorldConfig) -> bool:
-    """Whether the corpus errs at ``a op b`` with ``corrupt_hard_rate`` (else the easy rate)."""
-    return plausible_error(a, op, b, cfg)[0]
-
-
 def corrupt_steps(question: str, cfg: ToyWorldConfig, rng: random.Random) -> tuple[list[Step], int | None]:
     """A corpus solution: correct steps, except that at most one step may err.
 
