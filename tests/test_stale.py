@@ -17,7 +17,8 @@ from sppd.io import StageDir
 from sppd.records import SFTExample
 from sppd.settings import load_run_config
 from sppd.stages import common, fingerprint, sample, score, train
-from sppd.toy.world import STEP_DELIMITER, ToyWorldConfig, answer_line, sample_questions, solve
+from sppd.toy.config import ToyWorldConfig
+from sppd.toy.world import STEP_DELIMITER, answer_line, sample_questions, solve
 
 
 def _overrides(run_dir, model_dir, *extra) -> list[str]:

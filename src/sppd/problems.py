@@ -14,7 +14,8 @@ def load_problems(cfg: ProblemsConfig, toy_world=None, seed: int = 0) -> list[Pr
     ``toy_world`` is the ``ToyWorldConfig`` used when ``cfg.source == "toy"``.
     """
     if cfg.source == "toy":
-        from sppd.toy.world import ToyWorldConfig, generate_problems
+        from sppd.toy.config import ToyWorldConfig
+        from sppd.toy.world import generate_problems
 
         n = cfg.n if cfg.n is not None else 1000
         return generate_problems(toy_world or ToyWorldConfig(), cfg.split, n, seed)

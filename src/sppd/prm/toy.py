@@ -277,7 +277,7 @@ def train_toy_prm(
     n_tree_paths = len(examples)
     if cfg.synthetic_solutions > 0:  # process-labelled toy solutions (see sppd.prm.toy_labels)
         from sppd.prm.toy_labels import labelled_paths_from_solutions, labelled_solutions
-        from sppd.toy.world import ToyWorldConfig
+        from sppd.toy.config import ToyWorldConfig
 
         examples += labelled_paths_from_solutions(
             prm, labelled_solutions(world or ToyWorldConfig(), cfg.synthetic_solutions, seed)

@@ -27,10 +27,10 @@ from tqdm.auto import tqdm
 
 from sppd.records import Problem
 from sppd.toy.checker import check_answer
-from sppd.toy.config import ToyPretrainConfig
+from sppd.toy.config import ToyPretrainConfig, ToyWorldConfig
 from sppd.toy.model import build_toy_model, count_parameters
 from sppd.toy.tokenizer import build_toy_tokenizer
-from sppd.toy.world import ToyWorldConfig, corpus_text, generate_problems, prompt_text, sample_questions
+from sppd.toy.world import corpus_text, generate_problems, prompt_text, sample_questions
 
 COMPLETE_MARKER = "COMPLETE"
 IGNORE_INDEX = -100
