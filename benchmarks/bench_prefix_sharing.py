@@ -16,12 +16,8 @@ import time
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from sppd.train.prefix_sharing import (
-    PackedPairBatch,
-    pack_pairs,
-    packed_pair_logps,
-    unshared_pair_logps,
-)
+from sppd.packing import PackedPairBatch, pack_pairs
+from sppd.train.prefix_sharing import packed_pair_logps, unshared_pair_logps
 
 VOCAB_SIZE = 48
 

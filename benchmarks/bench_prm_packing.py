@@ -24,7 +24,7 @@ import torch
 from sppd.prm.packing import layout_tree, score_trees
 from sppd.prm.toy import new_toy_prm, random_backbone
 from sppd.records import Node, Problem, Tree
-from sppd.toy.model import ToyModelConfig
+from sppd.toy.config import ToyModelConfig
 from sppd.types import PackingMode
 
 

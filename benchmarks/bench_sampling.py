@@ -25,7 +25,7 @@ from sppd.prompting import build_prompt_ids
 from sppd.records import Node, Tree
 from sppd.sampling.engine import FinishReason, GenerationParams
 from sppd.sampling.hf_engine import HFEngine
-from sppd.sampling.tree import TreeSampler, path_token_ids, selection_probs
+from sppd.sampling.tree import TreeSampler, selection_probs
 from sppd.settings import load_run_config
 from sppd.stages import common
 from sppd.stages.sample import tree_params
@@ -46,7 +46,7 @@ def sequential_trees(engine, params, problems, prompts, seed):
             while True:
                 if not tree.children_of(node):
                     (group,) = engine.generate(
-                        [prompt + path_token_ids(tree, node)], params.C, gen, seed=rng.randrange(1 << 30)
+                        [prompt + tree.path_token_ids(node)], params.C, gen, seed=rng.randrange(1 << 30)
                     )
                     calls += 1
                     for s in group:

@@ -41,7 +41,8 @@ def build_step_pairs(n: int, seed: int = 0) -> list:
     """Toy-tree-shaped step pairs: chosen = the correct next step, rejected = the same step with a
     wrong result; prefix and step lengths (in characters = toy tokens) kept in the target ranges."""
     from sppd.records import StepPair
-    from sppd.toy.world import ToyWorldConfig, answer_line, random_question, solve
+    from sppd.toy.config import ToyWorldConfig
+    from sppd.toy.world import answer_line, random_question, solve
 
     world, rng, pairs = ToyWorldConfig(min_ops=3, max_ops=6), random.Random(seed), []
     while len(pairs) < n:
@@ -83,7 +84,8 @@ def build_step_pairs(n: int, seed: int = 0) -> list:
 def prepare(work: Path, n_pairs: int) -> dict:
     """Write the pairs (a StageDir) and the random-init toy model folder; return data stats."""
     from sppd.io import StageDir
-    from sppd.toy.model import ToyModelConfig, build_toy_model, count_parameters
+    from sppd.toy.config import ToyModelConfig
+    from sppd.toy.model import build_toy_model, count_parameters
     from sppd.toy.tokenizer import build_toy_tokenizer
 
     tokenizer = build_toy_tokenizer()

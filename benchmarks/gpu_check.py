@@ -47,7 +47,8 @@ def write_step_pairs(folder: Path, n: int) -> None:
     """Toy step pairs (correct vs corrupted step after a shared prefix) with random values."""
     from sppd.io import StageDir
     from sppd.records import StepPair
-    from sppd.toy.world import ToyWorldConfig, format_solution, generate_problems, solve
+    from sppd.toy.config import ToyWorldConfig
+    from sppd.toy.world import format_solution, generate_problems, solve
 
     rng = random.Random(0)
     records = []

@@ -20,7 +20,8 @@ def toy_tokenizer():
 @pytest.fixture(scope="session")
 def tiny_policy_dir(tmp_path_factory, toy_tokenizer):
     """A randomly initialised tiny Llama + the toy tokenizer saved as an HF folder."""
-    from sppd.toy.model import ToyModelConfig, build_toy_model
+    from sppd.toy.config import ToyModelConfig
+    from sppd.toy.model import build_toy_model
 
     cfg = ToyModelConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, seed=1)
     model = build_toy_model(cfg, toy_tokenizer)

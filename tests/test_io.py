@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from sppd.io import DataFileError, StageDir, read_jsonl, write_jsonl
+from sppd.io import DataFileError, StageDir, iter_trees, read_jsonl, write_jsonl
 from sppd.records import SCHEMA_VERSION, Problem, RecordError, Tree
 
 
@@ -55,3 +55,18 @@ def test_tree_round_trip_and_bad_fields():
         Tree.from_dict(data, "f.jsonl:4")
     with pytest.raises(RecordError, match="field 'gold'"):
         Problem.from_dict({"id": "a", "question": "q", "gold": 3}, "f.jsonl:2")
+
+
+def test_iter_trees_reads_a_folder_or_one_shard_and_names_bad_lines(tmp_path):
+    trees = [Tree(problem=Problem(id=f"p{i}", question="1+2", gold="3"), prompt_ids=[i]) for i in range(3)]
+    out = StageDir(tmp_path / "trees")
+    out.write_shard("trees", 1, [trees[2].to_dict()])
+    out.write_shard("trees", 0, [t.to_dict() for t in trees[:2]])
+    assert list(iter_trees(out)) == list(iter_trees(out.path)) == trees  # shards in name order
+    assert list(iter_trees(out.shard_path("trees", 1))) == trees[2:]
+    write_jsonl(out.shard_path("trees", 2), [trees[0].to_dict(), {**trees[1].to_dict(), "schema": 999}])
+    with pytest.raises(DataFileError, match=r"records-trees-00002\.jsonl:2: field 'schema'"):
+        list(iter_trees(out))
+    write_jsonl(out.shard_path("trees", 2), [trees[0].to_dict(), {"schema": SCHEMA_VERSION}])
+    with pytest.raises(RecordError, match=r"records-trees-00002\.jsonl:2: field 'kind'"):
+        list(iter_trees(out.shard_path("trees", 2)))

@@ -11,13 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from sppd import cli
+from sppd import cli, runtime
 from sppd.config import ConfigError
 from sppd.io import StageDir
 from sppd.records import SFTExample
 from sppd.settings import load_run_config
 from sppd.stages import common, fingerprint, sample, score, train
-from sppd.toy.world import STEP_DELIMITER, ToyWorldConfig, answer_line, sample_questions, solve
+from sppd.toy.config import ToyWorldConfig
+from sppd.toy.world import STEP_DELIMITER, answer_line, sample_questions, solve
 
 
 def _overrides(run_dir, model_dir, *extra) -> list[str]:
@@ -172,7 +173,7 @@ def test_only_rank_zero_moves_a_stale_folder(sampled, tiny_policy_dir, monkeypat
     cfg = _cfg(sampled, tiny_policy_dir, "sample.K=2")
     fp = sample.fingerprint(cfg)
     barriers = []
-    monkeypatch.setattr(common, "barrier", lambda: barriers.append(1))
+    monkeypatch.setattr(runtime, "barrier", lambda: barriers.append(1))
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv(common.RERUN_STALE_ENV, "1")

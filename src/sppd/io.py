@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sppd.records import SCHEMA_VERSION
+from sppd.records import SCHEMA_VERSION, Tree
 
 MANIFEST = "manifest.json"
 
@@ -71,6 +71,15 @@ def read_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
             yield lineno, obj
 
 
+def _shard_records(shard: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(file:line, record)`` of one shard; a record of another schema version is refused."""
+    for lineno, obj in read_jsonl(shard):
+        schema = obj.get("schema")
+        if schema != SCHEMA_VERSION:
+            raise DataFileError(f"{shard}:{lineno}: field 'schema' is {schema!r}, this sppd reads {SCHEMA_VERSION}")
+        yield f"{shard}:{lineno}", obj
+
+
 def file_digest(path: str | os.PathLike) -> str:
     """Short sha256 of a file, recorded in manifests to tie outputs to their inputs."""
     h = hashlib.sha256()
@@ -107,13 +116,7 @@ class StageDir:
     def iter_records(self) -> Iterator[tuple[str, dict[str, Any]]]:
         """Yield ``(where, record)`` over all shards; ``where`` is ``file:line`` for errors."""
         for shard in self.shards():
-            for lineno, obj in read_jsonl(shard):
-                schema = obj.get("schema")
-                if schema != SCHEMA_VERSION:
-                    raise DataFileError(
-                        f"{shard}:{lineno}: field 'schema' is {schema!r}, this sppd reads {SCHEMA_VERSION}"
-                    )
-                yield f"{shard}:{lineno}", obj
+            yield from _shard_records(shard)
 
     def is_complete(self) -> bool:
         manifest = self.read_manifest()
@@ -146,3 +149,20 @@ class StageDir:
 
     def save_config(self, yaml_text: str) -> None:
         atomic_write_text(self.path / "config.yaml", yaml_text)
+
+
+def iter_trees(source: StageDir | str | os.PathLike) -> Iterator[Tree]:
+    """The trees of a stage folder (every shard, in name order) or of one shard file, streamed.
+
+    A record of another schema version, or one that is not a well-formed tree, raises an error
+    naming its file and line.
+    """
+    if isinstance(source, StageDir):
+        shards = source.shards()
+    elif Path(source).is_dir():
+        shards = StageDir(Path(source)).shards()
+    else:
+        shards = [Path(source)]
+    for shard in shards:
+        for where, obj in _shard_records(shard):
+            yield Tree.from_dict(obj, where)

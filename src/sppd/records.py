@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 SCHEMA_VERSION = 1
+# finish reasons of a step at which the path was cut by a budget rather than ended by the model
+CUT_REASONS = frozenset({"length", "max_depth", "max_total"})
 
 
 class RecordError(ValueError):
@@ -86,6 +88,11 @@ class Node:
     def n_tokens(self) -> int:
         return len(self.token_ids)
 
+    @property
+    def ends_trajectory(self) -> bool:
+        """Whether the model itself ended the solution with this step (answer step or EOS)."""
+        return self.terminal and self.finish_reason not in CUT_REASONS
+
 
 @dataclass
 class Tree:
@@ -113,6 +120,18 @@ class Tree:
     def leaves(self) -> list[int]:
         """Terminal nodes: the ends of complete root-to-leaf paths."""
         return [n.id for n in self.nodes if n.terminal]
+
+    def path_steps(self, node_id: int) -> list[str]:
+        """Step texts from the first step to ``node_id``."""
+        return [self.nodes[k].text for k in self.path_to(node_id)]
+
+    def path_text(self, node_id: int, delimiter: str = "\n") -> str:
+        """The solution text from the first step to ``node_id``, steps joined by ``delimiter``."""
+        return delimiter.join(self.path_steps(node_id))
+
+    def path_token_ids(self, node_id: int) -> list[int]:
+        """The generated token ids from the root to ``node_id`` (excluding the prompt; -1: none)."""
+        return [t for k in self.path_to(node_id) for t in self.nodes[k].token_ids]
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -1,12 +1,21 @@
-"""Process runtime: where this process computes (device) and in which precision (dtype).
+"""The process a component runs in: its rank, its device and dtype, seeds, barriers, progress bars, caches.
 
-The one place that turns the config's device and dtype choices into torch objects, shared by the
-policy loader, the trainer and the PRM adapters so "auto" means the same thing everywhere.
-Importing this module stays torch-free: torch is imported inside the functions.
+Base layer: anything may import it and it imports no other ``sppd`` module but ``sppd.types``
+(stdlib only). The config's device and dtype choices become torch objects here, so "auto" means
+the same thing for the policy loader, the trainer and the PRM adapters. torch, accelerate
+and tqdm are imported inside the functions that need them, so importing this module (and the
+config schema that reaches it) stays free of torch.
+
+Ranks come from the environment that ``accelerate launch`` and ``torchrun`` set (``RANK``,
+``WORLD_SIZE``, ``LOCAL_RANK``); a plain ``python`` process is rank 0 of 1.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sppd.types import DType
@@ -15,15 +24,72 @@ if TYPE_CHECKING:
     import torch
 
 
+def derive_seed(*parts: object) -> int:
+    """A stable 31-bit seed from any parts (independent of PYTHONHASHSEED)."""
+    digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+def rank_and_world() -> tuple[int, int]:
+    """This process's rank and the number of processes (``accelerate launch``/torchrun env)."""
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def local_rank() -> int:
+    """This process's index on its machine (``LOCAL_RANK``; 0 when not launched)."""
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def device_for_rank():
+    """``cuda:LOCAL_RANK`` when CUDA exists, else the CPU: one GPU per launched process.
+
+    Bare ``cuda`` would be GPU 0 in every process, since nothing else sets the current device.
+    """
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.device(f"cuda:{local_rank()}")
+    return torch.device("cpu")
+
+
+def barrier() -> None:
+    """Wait for all processes when launched with several; a no-op otherwise.
+
+    ``cpu=True`` without CUDA: accelerate otherwise brings up no process group on a CPU-only
+    machine (it picks a backend only for accelerators), so the wait did nothing and rank 0 ran
+    ahead. With it, CPU launches use gloo; CUDA launches keep NCCL. The state is shared with a
+    later ``Accelerator``, which then finds the process group already up.
+    """
+    if rank_and_world()[1] > 1:
+        import torch
+        from accelerate import PartialState
+
+        PartialState(cpu=not torch.cuda.is_available()).wait_for_everyone()
+
+
+def progress(total: int | None, desc: str, unit: str = "it", initial: int = 0):
+    """A tqdm bar with rate and ETA; quiet when not on a terminal unless SPPD_PROGRESS=1."""
+    from tqdm.auto import tqdm
+
+    show = sys.stderr.isatty() or os.environ.get("SPPD_PROGRESS") == "1"
+    return tqdm(total=total, desc=desc, unit=unit, initial=initial, disable=not show, dynamic_ncols=True)
+
+
+def cache_root() -> Path:
+    """Where reusable artifacts (the toy base model) live: $SPPD_CACHE or ~/.cache/sppd."""
+    return Path(os.environ.get("SPPD_CACHE", Path.home() / ".cache" / "sppd"))
+
+
 # --- device and dtype ------------------------------------------------------------------------
 
 
 def resolve_device(name: str) -> torch.device:
-    """``"auto"`` is the first CUDA device when there is one, else the CPU; anything else as torch reads it."""
+    """``"auto"`` is this process's GPU (``cuda:LOCAL_RANK``) when CUDA exists, else the CPU; anything
+    else as torch reads it."""
     import torch
 
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return device_for_rank()
     return torch.device(name)
 
 

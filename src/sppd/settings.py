@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from sppd import config as _config
-from sppd.toy.pretrain import ToyPretrainConfig
+from sppd.toy.config import ToyPretrainConfig
 from sppd.types import (
     NO_PRM,
     ChatTemplateMode,
@@ -248,8 +248,8 @@ def load_run_config(name_or_path: str, overrides: list[str] | None = None) -> Ru
 def check_prm_names(cfg: RunConfig) -> None:
     """``score.scorer`` and ``eval.prm`` must name registered PRMs (``eval.prm`` may also be "" or
     "none"), so a typo fails at load rather than after hours of sampling. The registry is an open
-    set: register a plugin PRM (``sppd.prm.base.register_prm``) before loading a config that uses it."""
-    from sppd.prm.base import available_prms
+    set: register a plugin PRM (``sppd.prm.registry.register_prm``) before loading a config that uses it."""
+    from sppd.prm.registry import available_prms
 
     known = available_prms()
     if cfg.score.scorer not in known:

@@ -10,7 +10,6 @@ from handmade_trees import S, make_tree, tree_a, tree_no_correct, tree_ties
 
 from sppd.data.builders import build_dpo, build_sft, build_step_pairs
 from sppd.records import StepPair
-from sppd.sampling.tree import path_steps
 from sppd.settings import BuildConfig
 from sppd.types import StepPairMode
 
@@ -268,7 +267,7 @@ def test_deep_pair_prefix_is_the_ancestor_steps():
     )
     counts = Counter()
     (p,) = build_step_pairs(tree, BuildConfig(), counts, delimiter="\n\n")
-    assert p.prefix_steps == ["S1", "S2", "S3"] == path_steps(tree, 2)
+    assert p.prefix_steps == ["S1", "S2", "S3"] == tree.path_steps(2)
     assert p.initial_reason_steps == "S1\n\nS2\n\nS3\n\n" and p.depth == 3
     assert (p.chosen, p.rejected) == ("X", "Y")
 

@@ -20,8 +20,8 @@ from sppd.prm.packing import (
 from sppd.prm.toy import new_toy_prm, random_backbone
 from sppd.records import Problem
 from sppd.sampling.hf_engine import HFEngine
-from sppd.sampling.tree import TreeParams, TreeSampler, path_steps
-from sppd.toy.model import ToyModelConfig
+from sppd.sampling.tree import TreeParams, TreeSampler
+from sppd.toy.config import ToyModelConfig
 from sppd.types import PackingMode
 
 
@@ -92,7 +92,7 @@ def test_layout_pieces_concatenate_to_the_path_encoding(sampled_trees):
     for tree in sampled_trees:
         layout = layout_tree(prm, tree)
         for node in tree.nodes:
-            enc = prm.encode(PRMInput(tree.problem.question, path_steps(tree, node.id)))
+            enc = prm.encode(PRMInput(tree.problem.question, tree.path_steps(node.id)))
             assert layout.path_ids(tree, node.id) == enc.input_ids
             assert layout.offsets[node.id] + layout.score_index[node.id] == enc.score_positions[-1]
 

@@ -8,16 +8,15 @@ import textwrap
 
 import pytest
 
-from sppd.prm import base
+from sppd.prm import registry as prm_registry
 from sppd.prm.base import (
     PRMInput,
     PRMScoreError,
     ProcessRewardModel,
-    available_prms,
     build_prm,
     check_scores,
-    register_prm,
 )
+from sppd.prm.registry import available_prms, register_prm
 
 ITEMS = [PRMInput("q0", ["a"]), PRMInput("q1", ["a", "b", "c"])]
 
@@ -25,8 +24,8 @@ ITEMS = [PRMInput("q0", ["a"]), PRMInput("q1", ["a", "b", "c"])]
 @pytest.fixture
 def registry(monkeypatch):
     """A private copy of the registry so tests can register names freely."""
-    monkeypatch.setattr(base, "_PRMS", dict(base._PRMS))
-    return base._PRMS
+    monkeypatch.setattr(prm_registry, "_PRMS", dict(prm_registry._PRMS))
+    return prm_registry._PRMS
 
 
 class ConstantPRM:
@@ -76,9 +75,9 @@ def test_builtin_names_are_registered():
     names = set(available_prms())
     assert {"skywork", "qwen25-math-prm", "math-shepherd", "rlhflow"} <= names
     assert {"toy", "oracle", "mc"} <= names
-    assert base._PRMS["toy"] == "sppd.prm.toy:build_toy_prm"
-    assert base._PRMS["oracle"] == "sppd.prm.oracle:build_oracle_prm"
-    assert base._PRMS["mc"] == "sppd.prm.mc:build_mc_prm"
+    assert prm_registry._PRMS["toy"] == "sppd.prm.toy:build_toy_prm"
+    assert prm_registry._PRMS["oracle"] == "sppd.prm.oracle:build_oracle_prm"
+    assert prm_registry._PRMS["mc"] == "sppd.prm.mc:build_mc_prm"
 
 
 def test_unknown_name_lists_the_available_ones(registry):

@@ -9,12 +9,13 @@ import pytest
 from test_mc import hand_tree
 
 from sppd.config import ConfigError
-from sppd.io import StageDir
-from sppd.prm.base import PRMScoreError, register_prm
+from sppd.io import StageDir, iter_trees
+from sppd.prm.base import PRMScoreError
 from sppd.prm.mc import subtree_path_counts as mc_paths
+from sppd.prm.registry import register_prm
 from sppd.settings import RunConfig
 from sppd.stages import prm_report, prm_train, score
-from sppd.toy.model import ToyModelConfig
+from sppd.toy.config import ToyModelConfig
 from sppd.types import PackingMode
 
 RIGHT = ["Step 1: 3*4=12, 2+12", "Step 2: 2+12=14", "The answer is \\boxed{14}"]
@@ -46,7 +47,7 @@ def config(tmp_path, scorer="oracle", **score_kw) -> RunConfig:
 
 
 def load_scored(folder):
-    return [tree for shard in StageDir(folder).shards() for tree in score.read_trees(shard)]
+    return list(iter_trees(StageDir(folder)))
 
 
 def test_oracle_values_on_every_node_and_mc_values(tmp_path):
@@ -185,7 +186,7 @@ def test_mc_rollouts_from_the_sampling_policy_give_graded_values(tmp_path, tiny_
     cfg.score.scorer, cfg.score.mc_rollouts = "mc", 3
     score.main(cfg)
     trees = load_scored(tmp_path / "scored")
-    plain = [tree for shard in StageDir(tmp_path / "trees").shards() for tree in score.read_trees(shard)]
+    plain = list(iter_trees(StageDir(tmp_path / "trees")))
     rolled = 0
     for tree, before in zip(trees, plain):
         paths, _ = mc_paths(before)

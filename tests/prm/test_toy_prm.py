@@ -14,7 +14,7 @@ from sppd.prm.mc import attach_mc_values
 from sppd.prm.oracle import oracle_values
 from sppd.prm.toy import ToyPRM, build_toy_prm, labelled_paths, new_toy_prm, random_backbone, train_toy_prm
 from sppd.settings import PRMTrainConfig
-from sppd.toy.model import ToyModelConfig
+from sppd.toy.config import ToyModelConfig
 
 RIGHT = ["Step 1: 3*4=12, 2+12", "Step 2: 2+12=14", "The answer is \\boxed{14}"]
 TINY = ToyModelConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, seed=3)

@@ -8,7 +8,7 @@ import torch
 from sppd.judging import toy_judge
 from sppd.records import Problem
 from sppd.sampling.hf_engine import HFEngine
-from sppd.sampling.tree import TreeParams, TreeSampler, path_token_ids, selection_probs
+from sppd.sampling.tree import TreeParams, TreeSampler, selection_probs
 
 
 def _params(**kw):
@@ -81,7 +81,7 @@ def test_tree_invariants(tiny_policy, newline_bias):
             kids = [tuple(tree.nodes[c].token_ids) for c in node.children]
             assert len(set(kids)) == len(kids)
             for c in node.children:
-                assert path_token_ids(tree, c) == path_token_ids(tree, node.id) + tree.nodes[c].token_ids
+                assert tree.path_token_ids(c) == tree.path_token_ids(node.id) + tree.nodes[c].token_ids
 
 
 def test_stored_logps_match_a_forward_over_the_shared_prefix(tiny_policy, newline_bias):
@@ -90,7 +90,7 @@ def test_stored_logps_match_a_forward_over_the_shared_prefix(tiny_policy, newlin
     problems, prompts = _problems(tok, n=1)
     (tree,) = sampler.sample(problems, prompts, seed=2)
     for node in tree.nodes:
-        seq = tree.prompt_ids + path_token_ids(tree, node.id)
+        seq = tree.prompt_ids + tree.path_token_ids(node.id)
         with torch.no_grad():
             logps = torch.log_softmax(model(torch.tensor([seq])).logits[0], -1)
         start = len(seq) - node.n_tokens

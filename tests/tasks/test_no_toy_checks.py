@@ -1,7 +1,7 @@
 """No code outside the toy task and the toy package decides behaviour by comparing with "toy".
 
 Behaviour that depends on the problem source is a task capability (``sppd.tasks``), and behaviour
-that depends on the toy PRM is a PRM-registry fact (``sppd.prm.base.trained_in_run``).
+that depends on the toy PRM is a PRM-registry fact (``sppd.prm.registry.trained_in_run``).
 """
 
 from __future__ import annotations

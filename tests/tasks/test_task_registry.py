@@ -127,7 +127,7 @@ def test_sample_and_pipeline_refuse_test_prompts_before_any_work(tmp_path):
 
 
 def test_in_run_prm_is_a_registry_fact():
-    from sppd.prm.base import trained_in_run
+    from sppd.prm.registry import trained_in_run
 
     assert trained_in_run("toy") and not trained_in_run("skywork") and not trained_in_run("mc")
 

@@ -5,10 +5,10 @@ import json
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from sppd.toy.model import ToyModelConfig, build_toy_model
+from sppd.toy.config import ToyModelConfig, ToyPretrainConfig, ToyWorldConfig
+from sppd.toy.model import build_toy_model
 from sppd.toy.pretrain import (
     COMPLETE_MARKER,
-    ToyPretrainConfig,
     build_corpus,
     cached_base_model,
     collate,
@@ -18,7 +18,7 @@ from sppd.toy.pretrain import (
     run_pretrain,
 )
 from sppd.toy.tokenizer import build_toy_tokenizer
-from sppd.toy.world import ToyWorldConfig, format_solution, generate_problems, solve
+from sppd.toy.world import format_solution, generate_problems, solve
 
 TINY_MODEL = ToyModelConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, seed=0)
 

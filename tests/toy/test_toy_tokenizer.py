@@ -4,8 +4,9 @@ import random
 
 from transformers import AutoTokenizer
 
+from sppd.toy.config import ToyWorldConfig
 from sppd.toy.tokenizer import build_toy_tokenizer
-from sppd.toy.world import ToyWorldConfig, corpus_text, sample_questions
+from sppd.toy.world import corpus_text, sample_questions
 
 TEXT = "Q: 7+3*4-5\nStep 1: 3*4=12, 7+12-5\nThe answer is \\boxed{14}"
 

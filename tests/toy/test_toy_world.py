@@ -5,10 +5,10 @@ import random
 import pytest
 
 from sppd.toy.checker import check_answer, check_steps
+from sppd.toy.config import ToyWorldConfig
 from sppd.toy.world import (
     STEP_DELIMITER,
     Step,
-    ToyWorldConfig,
     corrupt_steps,
     format_solution,
     generate_problems,

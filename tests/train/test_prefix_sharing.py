@@ -14,12 +14,8 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
-from sppd.train.prefix_sharing import (
-    PackedPairBatch,
-    pack_pairs,
-    packed_pair_logps,
-    unshared_pair_logps,
-)
+from sppd.packing import PackedPairBatch, pack_pairs
+from sppd.train.prefix_sharing import packed_pair_logps, unshared_pair_logps
 
 ARCHS = ("llama", "qwen2")
 ATTENTIONS = ("eager", "sdpa")

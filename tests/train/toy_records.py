@@ -10,7 +10,8 @@ import random
 
 from sppd.io import StageDir
 from sppd.records import PreferencePair, SFTExample, StepPair
-from sppd.toy.world import STEP_DELIMITER, ToyWorldConfig, answer_line, sample_questions, solve
+from sppd.toy.config import ToyWorldConfig
+from sppd.toy.world import STEP_DELIMITER, answer_line, sample_questions, solve
 
 WORLD = ToyWorldConfig(min_ops=2, max_ops=3)
 

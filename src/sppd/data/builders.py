@@ -39,13 +39,10 @@ from collections import Counter
 from dataclasses import dataclass
 
 from sppd.records import Node, PreferencePair, SFTExample, StepPair, Tree
-from sppd.sampling.tree import path_steps
 from sppd.settings import BuildConfig
 from sppd.types import StepPairMode
 
 GAP_EPS = 1e-9
-# finish reasons of a step at which the path was cut by a budget rather than ended by the model
-CUT_REASONS = frozenset({"length", "max_depth", "max_total"})
 
 
 @dataclass(frozen=True)
@@ -71,11 +68,6 @@ def is_scored(node: Node) -> bool:
     return node.value is not None and math.isfinite(node.value)
 
 
-def ends_trajectory(node: Node) -> bool:
-    """Whether the model itself ended the solution with this step (answer step or EOS)."""
-    return node.terminal and node.finish_reason not in CUT_REASONS
-
-
 def scored_paths(tree: Tree, counts: Counter | None = None) -> list[ScoredPath]:
     """The tree's usable complete paths, in leaf order; counts every terminal leaf's fate."""
     counts = counts if counts is not None else Counter()
@@ -84,7 +76,7 @@ def scored_paths(tree: Tree, counts: Counter | None = None) -> list[ScoredPath]:
         counts["paths"] += 1
         node = tree.nodes[leaf]
         ids = tree.path_to(leaf)
-        if not ends_trajectory(node):
+        if not node.ends_trajectory:
             counts["truncated_paths"] += 1
         elif node.correct is None:
             counts["unjudged_paths"] += 1
@@ -242,7 +234,7 @@ def build_step_pairs(
 
 def _complete_below(tree: Tree) -> dict[int, bool]:
     """node id -> whether a complete path passes through it."""
-    below = {n.id: ends_trajectory(n) for n in tree.nodes}
+    below = {n.id: n.ends_trajectory for n in tree.nodes}
     # deepest first, so every child is settled before its parent
     for node in sorted(tree.nodes, key=lambda n: -n.depth):
         if below[node.id] and node.parent >= 0:
@@ -290,7 +282,7 @@ def _cap(candidates: list[_Candidate], cap: int, counts: Counter) -> list[_Candi
 
 def _step_pair(tree: Tree, c: _Candidate, delimiter: str) -> StepPair:
     w, r = tree.nodes[c.chosen], tree.nodes[c.rejected]
-    prefix = path_steps(tree, c.parent) if c.parent >= 0 else []
+    prefix = tree.path_steps(c.parent) if c.parent >= 0 else []
     parent_value = tree.nodes[c.parent].value if c.parent >= 0 else None
     pid = tree.problem.id
     return StepPair(
@@ -303,8 +295,8 @@ def _step_pair(tree: Tree, c: _Candidate, delimiter: str) -> StepPair:
         rejected=r.text,
         chosen_value=float(w.value),
         rejected_value=float(r.value),
-        chosen_terminal=ends_trajectory(w),
-        rejected_terminal=ends_trajectory(r),
+        chosen_terminal=w.ends_trajectory,
+        rejected_terminal=r.ends_trajectory,
         depth=len(prefix),
         meta={
             "parent": c.parent,

@@ -6,7 +6,7 @@ Three shapes, one per way a model is run:
 * :class:`PairBatch` with ``rows``: two rows per pair (``[chosen rows; rejected rows]``, the usual
   DPO layout), loss mask on each completion.
 * :class:`PairBatch` with ``packed``: one row per pair, prefix + chosen + rejected, from
-  :func:`sppd.train.prefix_sharing.pack_pairs` (step pairs with ``train.prefix_sharing``).
+  :func:`sppd.packing.pack_pairs` (step pairs with ``train.prefix_sharing``).
 
 Right padding everywhere: with causal attention, real tokens never see the padding after them,
 so no position ids are needed. ``n_tokens`` counts what an unshared implementation processes
@@ -20,7 +20,7 @@ from dataclasses import dataclass, fields, replace
 import torch
 
 from sppd.data.tokenize import PairTokens, SFTTokens
-from sppd.train.prefix_sharing import PackedPairBatch, pack_pairs
+from sppd.packing import PackedPairBatch, pack_pairs
 
 
 def _to(obj, device):

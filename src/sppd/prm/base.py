@@ -17,6 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from sppd.prm import registry
+from sppd.prm.registry import available_prms
+
 if TYPE_CHECKING:  # only for annotations: this module must stay import-light
     import torch
 
@@ -110,56 +113,15 @@ def check_scores(scores: Sequence[Sequence[float]], items: Sequence[PRMInput], w
                 raise PRMScoreError(f"{where}: item {i}, step {j}: score {value} is outside [0, 1]")
 
 
-# name -> "module:factory"; each factory takes keyword arguments and returns a
-# ProcessRewardModel. toy, oracle and mc are implemented in their own modules.
-_PRMS: dict[str, str] = {
-    "skywork": "sppd.prm.skywork:build_skywork_prm",
-    "qwen25-math-prm": "sppd.prm.qwen_math_prm:build_qwen_math_prm",
-    "math-shepherd": "sppd.prm.math_shepherd:build_math_shepherd_prm",
-    "rlhflow": "sppd.prm.rlhflow:build_rlhflow_prm",
-    "toy": "sppd.prm.toy:build_toy_prm",
-    "oracle": "sppd.prm.oracle:build_oracle_prm",
-    "mc": "sppd.prm.mc:build_mc_prm",
-}
-
-# PRMs a run trains itself (``sppd prm train``, on a synthetic task's labels) into ``<run_dir>/prm``:
-# that folder is their default path, so the pipeline points scoring and evaluation at the PRM it trains.
-_TRAINED_IN_RUN: set[str] = {"toy"}
-
-
-def trained_in_run(name: str) -> bool:
-    """Whether the PRM ``name`` is trained by the run (default folder ``<run_dir>/prm``)."""
-    return name in _TRAINED_IN_RUN
-
-
-def register_prm(name: str, dotted_path: str, *, replace: bool = False) -> None:
-    """Register a PRM factory as ``"module:factory"``; it is imported only when built.
-
-    Re-registering a name with a different path is an error unless ``replace`` is set, so two
-    plugins cannot silently shadow each other.
-    """
-    module_name, sep, attr = dotted_path.partition(":")
-    if not sep or not module_name or not attr:
-        raise ValueError(f"PRM {name!r}: dotted path must look like 'module:factory', got {dotted_path!r}")
-    if name in _PRMS and _PRMS[name] != dotted_path and not replace:
-        raise ValueError(f"PRM {name!r} is already registered as {_PRMS[name]!r}; pass replace=True to override")
-    _PRMS[name] = dotted_path
-
-
-def available_prms() -> list[str]:
-    """Registered PRM names, sorted."""
-    return sorted(_PRMS)
-
-
 def build_prm(name: str, **kwargs: Any) -> ProcessRewardModel:
     """Import the factory registered as ``name`` and call it with ``kwargs``."""
-    if name not in _PRMS:
+    if name not in registry._PRMS:
         raise KeyError(f"unknown PRM {name!r}; available: {', '.join(available_prms())}")
-    module_name, _, attr = _PRMS[name].partition(":")
+    module_name, _, attr = registry._PRMS[name].partition(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ImportError(f"PRM {name!r} ({_PRMS[name]}) could not be imported: {exc}") from exc
+        raise ImportError(f"PRM {name!r} ({registry._PRMS[name]}) could not be imported: {exc}") from exc
     factory = getattr(module, attr, None)
     if factory is None:
         raise ImportError(f"PRM {name!r}: module {module_name!r} has no attribute {attr!r}")

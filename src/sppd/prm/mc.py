@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from sppd.prm.base import PRMInput
 from sppd.records import Tree
 from sppd.sampling.engine import Engine, GenerationParams
-from sppd.sampling.tree import AnswerJudge, path_steps, path_token_ids
+from sppd.sampling.tree import AnswerJudge
 from sppd.types import RolloutNodes
 
 # node id -> (extra complete paths, of which correct)
@@ -128,11 +128,11 @@ def rollout_counts_batch(
             groups.setdefault(n, []).append((t, node_id))
     counts: list[RolloutCounts] = [{} for _ in trees]
     for n, members in sorted(groups.items()):
-        prefixes = [trees[t].prompt_ids + path_token_ids(trees[t], k) for t, k in members]
+        prefixes = [trees[t].prompt_ids + trees[t].path_token_ids(k) for t, k in members]
         samples = engine.generate(prefixes, n, params, seed=seed + n)
         items, owners = [], []
         for (t, k), group in zip(members, samples):
-            head = delimiter.join(path_steps(trees[t], k)) + delimiter
+            head = delimiter.join(trees[t].path_steps(k)) + delimiter
             items += [(trees[t].problem, head + s.text) for s in group]
             owners += [(t, k)] * len(group)
         for (t, k), (_, ok) in zip(owners, judge(items)):
@@ -203,7 +203,7 @@ class MCScorer:
         if self.leaf_judge is None:
             return None
         leaves = [k for k in tree.leaves() if tree.nodes[k].correct is not None]
-        verdicts = self.leaf_judge([(tree.problem, self.delimiter.join(path_steps(tree, k))) for k in leaves])
+        verdicts = self.leaf_judge([(tree.problem, self.delimiter.join(tree.path_steps(k))) for k in leaves])
         return {k: bool(ok) for k, (_, ok) in zip(leaves, verdicts)}
 
     def score_tree(self, tree: Tree) -> list[float | None]:

@@ -25,7 +25,7 @@ that does not qualify is scored per path, and the reason is reported.
 
 The 4D mask is additive (0 / ``finfo.min``) in the model's dtype: transformers 5.24 passes a 4D
 mask to the attention function unchanged, ``eager`` adds it to the scores and ``sdpa`` takes
-it as is (see ``sppd.train.prefix_sharing``). Other attention backends are refused.
+it as is (see ``sppd.packing``). Other attention backends are refused.
 """
 
 from __future__ import annotations
@@ -36,11 +36,10 @@ from dataclasses import dataclass, field
 
 import torch
 
+from sppd.packing import SUPPORTED_ATTENTION, additive_attention_mask
 from sppd.prm.base import PRMInput, PRMScoreError, TokenLevelPRM
 from sppd.prm.hf_common import pad_right, plan_batches
 from sppd.records import Tree
-from sppd.sampling.tree import path_steps
-from sppd.train.prefix_sharing import SUPPORTED_ATTENTION, additive_attention_mask
 from sppd.types import PackingMode
 
 
@@ -138,7 +137,7 @@ def layout_tree(prm: TokenLevelPRM, tree: Tree) -> TreeLayout:
         if node.parent >= node.id:
             raise PackingUnsupported(f"{where}: node {node.id} listed before its parent")
         parent_ids = full[node.parent]
-        enc = _encode(prm, tree, path_steps(tree, node.id))
+        enc = _encode(prm, tree, tree.path_steps(node.id))
         ids, positions = list(enc.input_ids), list(enc.score_positions)
         start = len(parent_ids)
         parent_positions = [offsets[k] + score_index[k] for k in tree.path_to(node.id)[:-1]]
@@ -311,7 +310,7 @@ def _path_scores_token_level(prm, items, where, stats, max_batch_tokens) -> list
 def _score_paths(prm, trees, indices, scores, stats, mode, max_batch_tokens) -> None:
     """PATH/NODE modes: one PRM input per end node; a node keeps its first score."""
     ends = [(t, n) for t in indices for n in _end_nodes(trees[t], mode)]
-    items = [PRMInput(trees[t].problem.question, path_steps(trees[t], n)) for t, n in ends]
+    items = [PRMInput(trees[t].problem.question, trees[t].path_steps(n)) for t, n in ends]
     where = [f"problem {trees[t].problem.id}, node {n}" for t, n in ends]
     if isinstance(prm, TokenLevelPRM):
         results = _path_scores_token_level(prm, items, where, stats, max_batch_tokens)

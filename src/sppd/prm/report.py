@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sppd.records import Tree
-from sppd.sampling.tree import path_steps
 
 THRESHOLD = 0.5
 N_SEGMENTS = 5
@@ -134,7 +133,7 @@ def oracle_node_labels(tree: Tree) -> list[float]:
     labels: list[float] = [0.0] * len(tree.nodes)
     for node in tree.nodes:
         if not node.children:  # a path's values are prefix values: one call per childless node
-            for k, v in zip(tree.path_to(node.id), oracle_values(tree.problem.question, path_steps(tree, node.id))):
+            for k, v in zip(tree.path_to(node.id), oracle_values(tree.problem.question, tree.path_steps(node.id))):
                 labels[k] = v
     return labels
 

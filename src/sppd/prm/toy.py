@@ -37,7 +37,6 @@ from sppd.prm.base import EncodedInput, PRMInput
 from sppd.prm.hf_common import HFPRMOptions, pad_right, pad_token_id_of, score_with_token_model
 from sppd.records import Tree
 from sppd.runtime import resolve_device
-from sppd.sampling.tree import path_steps
 from sppd.settings import PRMTrainConfig
 from sppd.toy.world import STEP_DELIMITER, prompt_text
 from sppd.types import DType, PRMLabel
@@ -152,7 +151,8 @@ def backbone_from_policy(policy_path: str | Path) -> tuple[nn.Module, Any]:
 
 def random_backbone(model_cfg=None) -> tuple[nn.Module, Any]:
     """``(LlamaModel, toy tokenizer)`` randomly initialised as the toy policy would be."""
-    from sppd.toy.model import ToyModelConfig, build_toy_model
+    from sppd.toy.config import ToyModelConfig
+    from sppd.toy.model import build_toy_model
     from sppd.toy.tokenizer import build_toy_tokenizer
 
     tokenizer = build_toy_tokenizer()
@@ -206,7 +206,7 @@ def labelled_paths(prm: ToyPRM, trees: Sequence[Tree], min_paths: int, hard: boo
         claimed: set[int] = set()
         for leaf in tree.leaves():
             path = tree.path_to(leaf)
-            enc = prm.encode(PRMInput(tree.problem.question, path_steps(tree, leaf)))
+            enc = prm.encode(PRMInput(tree.problem.question, tree.path_steps(leaf)))
             keep = [
                 j
                 for j, k in enumerate(path)
@@ -279,7 +279,7 @@ def train_toy_prm(
     n_tree_paths = len(examples)
     if cfg.synthetic_solutions > 0:  # process-labelled toy solutions (see sppd.prm.toy_labels)
         from sppd.prm.toy_labels import labelled_paths_from_solutions, labelled_solutions
-        from sppd.toy.world import ToyWorldConfig
+        from sppd.toy.config import ToyWorldConfig
 
         examples += labelled_paths_from_solutions(
             prm, labelled_solutions(world or ToyWorldConfig(), cfg.synthetic_solutions, seed)

@@ -16,7 +16,8 @@ import dataclasses
 import random
 
 from sppd.prm.base import PRMInput
-from sppd.toy.world import ToyWorldConfig, corrupt_steps, format_solution, generate_problems
+from sppd.toy.config import ToyWorldConfig
+from sppd.toy.world import corrupt_steps, format_solution, generate_problems
 
 
 def labelled_solutions(

@@ -87,11 +87,6 @@ _ENGINES: dict[str, str] = {
 }
 
 
-def register_engine(name: str, dotted_path: str) -> None:
-    """Register a backend as ``"module:attribute"``; imported only when built."""
-    _ENGINES[name] = dotted_path
-
-
 def available_engines() -> list[str]:
     return sorted(_ENGINES)
 

@@ -87,7 +87,7 @@ class TreeSampler:
         if not todo:
             return
         todo_list = sorted(todo)
-        prefixes = [trees[t].prompt_ids + path_token_ids(trees[t], n) for t, n in todo_list]
+        prefixes = [trees[t].prompt_ids + trees[t].path_token_ids(n) for t, n in todo_list]
         samples = self.engine.generate(prefixes, self.params.C, gen, seed=seed * 1_000_003 + depth)
         for (t, n), group in zip(todo_list, samples):
             seen: set[tuple[int, ...]] = set()
@@ -103,7 +103,7 @@ class TreeSampler:
         p = self.params
         parent_node = tree.nodes[parent] if parent >= 0 else None
         cum = (parent_node.cum_logp if parent_node else 0.0) + sum(sample.token_logps)
-        total_tokens = len(path_token_ids(tree, parent)) + len(sample.token_ids)
+        total_tokens = len(tree.path_token_ids(parent)) + len(sample.token_ids)
         reason = str(sample.finish_reason)
         terminal = sample.finish_reason != FinishReason.DELIMITER or bool(self._answer_re.search(sample.text))
         if not terminal and depth + 1 >= p.max_depth:
@@ -142,27 +142,10 @@ class TreeSampler:
 
     def _judge_leaves(self, trees: list[Tree]) -> None:
         items = [(tree, leaf) for tree in trees for leaf in tree.leaves()]
-        verdicts = self.judge([(tree.problem, path_text(tree, leaf)) for tree, leaf in items])
+        verdicts = self.judge([(tree.problem, tree.path_text(leaf)) for tree, leaf in items])
         for (tree, leaf), (answer, correct) in zip(items, verdicts):
             tree.nodes[leaf].answer = answer
             tree.nodes[leaf].correct = bool(correct)
-
-
-def path_token_ids(tree: Tree, node_id: int) -> list[int]:
-    """The generated token ids from the root to ``node_id`` (excluding the prompt)."""
-    ids: list[int] = []
-    for k in tree.path_to(node_id):
-        ids.extend(tree.nodes[k].token_ids)
-    return ids
-
-
-def path_steps(tree: Tree, node_id: int) -> list[str]:
-    """Step texts from the first step to ``node_id``."""
-    return [tree.nodes[k].text for k in tree.path_to(node_id)]
-
-
-def path_text(tree: Tree, node_id: int, delimiter: str = "\n") -> str:
-    return delimiter.join(path_steps(tree, node_id))
 
 
 def tree_stats(tree: Tree) -> dict:

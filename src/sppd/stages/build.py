@@ -23,9 +23,10 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from sppd import config as _config
+from sppd import runtime
 from sppd.data.builders import build_dpo, build_sft, build_step_pairs
-from sppd.io import MANIFEST, StageDir, file_digest
-from sppd.records import RECORD_KINDS, PreferencePair, SFTExample, StepPair, Tree
+from sppd.io import MANIFEST, StageDir, file_digest, iter_trees
+from sppd.records import RECORD_KINDS, PreferencePair, SFTExample, StepPair
 from sppd.settings import RunConfig
 from sppd.stages import common
 from sppd.stages.fingerprint import Fingerprint
@@ -40,9 +41,9 @@ def main(cfg: RunConfig, trees_dir: str = "", out_dir: str = "") -> dict:
     ``trees_dir``/``out_dir`` override ``build.trees``/``build.out``. Under ``accelerate launch``
     only rank 0 builds (it is fast); the other ranks wait for it and return ``{}``.
     """
-    rank, _ = common.rank_and_world()
+    rank, _ = runtime.rank_and_world()
     summary = _build(cfg, trees_dir, out_dir) if rank == 0 else {}
-    common.barrier()
+    runtime.barrier()
     return summary
 
 
@@ -116,9 +117,9 @@ def _write_sets(cfg: RunConfig, trees: StageDir, outs: dict[str, StageDir]) -> d
     delim = cfg.step.delimiter_text()
     counters = {name: Counter() for name in OUTPUTS}
     n_trees = (trees.read_manifest() or {}).get("counts", {}).get("problems")
-    bar = common.progress(n_trees if isinstance(n_trees, int) else None, "build", "tree")
+    bar = runtime.progress(n_trees if isinstance(n_trees, int) else None, "build", "tree")
     floor = cfg.build.chosen_min_value
-    for index, chunk in enumerate(_chunks(_iter_trees(trees), TREES_PER_SHARD)):
+    for index, chunk in enumerate(_chunks(iter_trees(trees), TREES_PER_SHARD)):
         sft = [build_sft(t, counters["sft"], delim, floor) for t in chunk]
         dpo = [build_dpo(t, counters["dpo"], delim, floor) for t in chunk]
         steps = [p for t in chunk for p in build_step_pairs(t, cfg.build, counters["step_pairs"], delim)]
@@ -128,11 +129,6 @@ def _write_sets(cfg: RunConfig, trees: StageDir, outs: dict[str, StageDir]) -> d
         bar.update(len(chunk))
     bar.close()
     return counters
-
-
-def _iter_trees(trees: StageDir) -> Iterator[Tree]:
-    for where, obj in trees.iter_records():
-        yield Tree.from_dict(obj, where)
 
 
 def _chunks(items: Iterable, size: int) -> Iterator[list]:

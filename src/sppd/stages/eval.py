@@ -12,6 +12,7 @@ import json
 import re
 from pathlib import Path
 
+from sppd import runtime
 from sppd.eval.harness import generate_records, grade_records, score_records, summarize
 from sppd.eval.stats import markdown_table
 from sppd.io import StageDir, atomic_write_json, atomic_write_text
@@ -134,7 +135,7 @@ def _run_benchmark(cfg, name, out: StageDir, engine, tokenizer, judge, prm, deli
     sample_params = GenerationParams(max_new_tokens=e.max_new_tokens, temperature=e.temperature, top_p=e.top_p)
     greedy_params = GenerationParams(max_new_tokens=e.max_new_tokens, greedy=True)
     done = sum(len(c) for i, c in enumerate(chunks) if out.has_shard(tag, i))
-    bar = common.progress(len(problems), f"eval {name}", "problem", initial=done)
+    bar = runtime.progress(len(problems), f"eval {name}", "problem", initial=done)
     for i, chunk in enumerate(chunks):
         if out.has_shard(tag, i):
             continue
@@ -146,7 +147,7 @@ def _run_benchmark(cfg, name, out: StageDir, engine, tokenizer, judge, prm, deli
             e.n_samples,
             sample_params,
             greedy_params,
-            seed=common.derive_seed(cfg.seed, "eval", tag, i),
+            seed=runtime.derive_seed(cfg.seed, "eval", tag, i),
         )
         grade_records(records, judge)
         if prm is not None:

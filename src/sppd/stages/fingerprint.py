@@ -29,6 +29,7 @@ from typing import Any
 import yaml
 
 from sppd import config as _config
+from sppd import runtime
 from sppd.config import ConfigError
 from sppd.io import StageDir
 from sppd.settings import RunConfig
@@ -182,7 +183,7 @@ def _stale_reasons(out: StageDir, fp: Fingerprint, complete: bool, has_work: boo
         reasons = config_changes(out.path, fp) + input_changes(manifest, fp)
         return reasons or [f"its fingerprint {recorded} is not this config's {fp.digest}"]
     if complete:
-        if common.rank_and_world()[0] == 0:
+        if runtime.rank_and_world()[0] == 0:
             print(
                 f"sppd: warning: {out.path} has no config fingerprint (written by an older sppd); "
                 "reusing it unchecked",
@@ -210,9 +211,9 @@ def reuse(out: StageDir, fp: Fingerprint, complete: bool, has_work: bool) -> boo
     run calls this; only rank 0 moves the folder.
     """
     moving = common.rerun_stale()
-    several = moving and common.rank_and_world()[1] > 1
+    several = moving and runtime.rank_and_world()[1] > 1
     if several:
-        common.barrier()  # every rank reads the folder before rank 0 may move it
+        runtime.barrier()  # every rank reads the folder before rank 0 may move it
     reasons = _stale_reasons(out, fp, complete, has_work)
     if reasons is None:
         return complete
@@ -225,10 +226,10 @@ def reuse(out: StageDir, fp: Fingerprint, complete: bool, has_work: bool) -> boo
             + f"\nDelete the folder, write elsewhere (another run_dir or {where}), or rerun with "
             f"--rerun-stale to move it to {stale_folder_name(out.path)} and redo the stage."
         )
-    if common.rank_and_world()[0] == 0:
+    if runtime.rank_and_world()[0] == 0:
         target = stale_folder_name(out.path)
         out.path.rename(target)
         print(f"{fp.stage}: {out.path} was made with another config; moved it to {target}")
     if several:
-        common.barrier()
+        runtime.barrier()
     return False

@@ -17,6 +17,7 @@ import random
 import time
 from pathlib import Path
 
+from sppd import runtime
 from sppd.io import StageDir, atomic_write_json
 from sppd.records import SFTExample, StepPair
 from sppd.settings import RunConfig, TrainConfig
@@ -45,7 +46,7 @@ class Pipeline:
     """One seed's run of the method; ``rows`` collects the evaluations the report shows."""
 
     def __init__(self, cfg: RunConfig):
-        from sppd.prm.base import trained_in_run
+        from sppd.prm.registry import trained_in_run
 
         self.root = Path(cfg.run_dir)
         self.task = check_sources(cfg)  # before any work: a bad name or a test split stops the run here
@@ -70,7 +71,7 @@ class Pipeline:
         from sppd.stages import sample
 
         out = self.root / stage / "trees"
-        cfg = dataclasses.replace(self.cfg, seed=common.derive_seed(self.cfg.seed, stage))
+        cfg = dataclasses.replace(self.cfg, seed=runtime.derive_seed(self.cfg.seed, stage))
         self.timer.run(f"{stage}/sample", lambda: sample.main(cfg, model_path=model, out_dir=str(out)))
         return out
 
@@ -290,7 +291,7 @@ def write_corpus_records(cfg: RunConfig, folder: Path, tokens: int) -> None:
     """SFT records drawn like the pretraining corpus (same noise), about ``tokens`` tokens in all."""
     from sppd.toy.world import corrupt_steps, format_solution, generate_problems
 
-    rng = random.Random(common.derive_seed(cfg.seed, "control"))
+    rng = random.Random(runtime.derive_seed(cfg.seed, "control"))
     problems = generate_problems(cfg.toy.world, "train", 20000, seed=cfg.seed + 99)
     records, total = [], 0
     for problem in problems:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sppd.config import ConfigError
-from sppd.io import atomic_write_json, atomic_write_text
+from sppd.io import atomic_write_json, atomic_write_text, iter_trees
 from sppd.prm.report import build_report, format_table5, plot_figure3, segment_distributions, trajectories
 from sppd.settings import RunConfig
 from sppd.stages import common
@@ -20,13 +20,10 @@ from sppd.stages import common
 
 def main(cfg: RunConfig, trees_dir: str = "", out_dir: str = "") -> dict:
     """Write the report files; returns ``report.json``'s content."""
-    from sppd.stages.score import read_trees
-
     src = common.stage_dir(cfg, "scored", trees_dir or cfg.score.out)
-    shards = src.shards()
-    if not shards:
+    if not src.shards():
         raise ConfigError(f"config key 'score.out': no scored shards in {src.path}; run `sppd score` first")
-    trees = [tree for shard in shards for tree in read_trees(shard)]
+    trees = list(iter_trees(src))
     checkable = all(_has_step_checker(source) for source in {t.problem.source for t in trees})
     report = build_report(trees, toy=checkable)
     report["inputs"] = {"scored": str(src.path), "complete": src.is_complete()}

@@ -14,8 +14,9 @@ import os
 import sys
 from pathlib import Path
 
+from sppd import runtime
 from sppd.config import ConfigError
-from sppd.io import StageDir
+from sppd.io import StageDir, iter_trees
 from sppd.prm.mc import attach_mc_values
 from sppd.settings import RunConfig
 from sppd.stages import common
@@ -24,15 +25,11 @@ from sppd.stages.fingerprint import Fingerprint, reuse
 
 def load_labelled_trees(folders: list[Path]):
     """All trees of ``folders`` with MC values (attached from the tree when missing)."""
-    from sppd.stages.score import read_trees
-
     trees = []
     for folder in folders:
-        shards = StageDir(folder).shards()
-        if not shards:
+        if not StageDir(folder).shards():
             raise ConfigError(f"config key 'prm.trees': no tree shards in {folder}; run `sppd sample` first")
-        for shard in shards:
-            trees.extend(read_trees(shard))
+        trees.extend(iter_trees(StageDir(folder)))
     for tree in trees:
         if all(n.mc_value is None for n in tree.nodes):
             attach_mc_values(tree)
@@ -75,7 +72,7 @@ def main(cfg: RunConfig, out_dir: str = "") -> dict:
     if reuse(out, fp, current, has_work=False):  # never resumed: training restarts from scratch
         print(f"prm train: {out.path} is complete for these inputs; nothing to do.")
         return out.read_manifest()["counts"]
-    rank, _ = common.rank_and_world()
+    rank, _ = runtime.rank_and_world()
     metrics: dict = {}
     if rank == 0:  # a tiny model: one process trains it, the others wait
         out.invalidate()
@@ -88,7 +85,7 @@ def main(cfg: RunConfig, out_dir: str = "") -> dict:
         common.save_stage_config(out, cfg)
         out.write_manifest("prm_train", counts=metrics, inputs=inputs, **fp.manifest_fields())
         print(format_summary(metrics, out.path))
-    common.barrier()
+    runtime.barrier()
     return metrics
 
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import time
 
+from sppd import runtime
+from sppd.io import iter_trees
 from sppd.modeling import load_policy, set_threads
 from sppd.prompting import build_prompt_ids
 from sppd.records import Tree
 from sppd.sampling.engine import build_engine
-from sppd.sampling.tree import TreeParams, TreeSampler, path_text
+from sppd.sampling.tree import TreeParams, TreeSampler
 from sppd.settings import RunConfig
 from sppd.stages import common
 from sppd.stages.fingerprint import Fingerprint, policy_id, reuse
@@ -44,14 +46,14 @@ def main(cfg: RunConfig, model_path: str | None = None, out_dir: str = "") -> di
     """Sample trees for the configured problems; returns the summary it prints."""
     set_threads(cfg.threads)
     out = common.stage_dir(cfg, "trees", out_dir or cfg.sample.out)
-    rank, world = common.rank_and_world()
+    rank, world = runtime.rank_and_world()
     task, split = training_task(cfg)  # a test split is refused unless problems.allow_test_split
     problems = task.problems(split, cfg.problems.n, seed=cfg.seed)
     per = cfg.sample.problems_per_shard
     chunks = [problems[i : i + per] for i in range(0, len(problems), per)]
     fp = fingerprint(cfg, model_path)
     if reuse(out, fp, out.is_complete() and len(out.shards()) == len(chunks), has_work=bool(out.shards())):
-        summary = summarize(load_trees(out))
+        summary = summarize(list(iter_trees(out)))
         print(f"sample: {out.path} is complete; nothing to do.")
         return summary
     if rank == 0:
@@ -63,7 +65,7 @@ def main(cfg: RunConfig, model_path: str | None = None, out_dir: str = "") -> di
     sampler = TreeSampler(engine, tree_params(cfg), judge)
     mine = [ci for ci in range(len(chunks)) if ci % world == rank]
     todo = [ci for ci in mine if not out.has_shard(TAG, ci)]
-    bar = common.progress(
+    bar = runtime.progress(
         len(problems) if world == 1 else sum(len(chunks[c]) for c in mine),
         "sample",
         "problem",
@@ -73,7 +75,7 @@ def main(cfg: RunConfig, model_path: str | None = None, out_dir: str = "") -> di
     for ci in todo:
         chunk = chunks[ci]
         prompts = [build_prompt_ids(tokenizer, p.question, cfg.prompt) for p in chunk]
-        trees = sampler.sample(chunk, prompts, seed=common.derive_seed(cfg.seed, "sample", ci))
+        trees = sampler.sample(chunk, prompts, seed=runtime.derive_seed(cfg.seed, "sample", ci))
         out.write_shard(TAG, ci, (t.to_dict() for t in trees))
         bar.update(len(chunk))
         bar.set_postfix(tok_s=f"{engine.stats.generated_tokens / max(time.perf_counter() - start, 1e-9):.0f}")
@@ -81,8 +83,8 @@ def main(cfg: RunConfig, model_path: str | None = None, out_dir: str = "") -> di
     close = getattr(judge, "close", None)
     if close:
         close()
-    common.barrier()
-    summary = summarize(load_trees(out))
+    runtime.barrier()
+    summary = summarize(list(iter_trees(out)))
     summary.update(seconds=round(time.perf_counter() - start, 2), new_generated_tokens=engine.stats.generated_tokens)
     summary["tokens_per_s"] = round(engine.stats.generated_tokens / max(summary["seconds"], 1e-9), 1)
     if rank == 0 and len(out.shards()) == len(chunks):
@@ -105,14 +107,9 @@ def fingerprint(cfg: RunConfig, model_path: str | None = None) -> Fingerprint:
     return Fingerprint.of("sample", cfg, keys, exclude=exclude, inputs={"model": policy_id(cfg, model_path)})
 
 
-def load_trees(out) -> list[Tree]:
-    """All trees of a stage folder, in shard order."""
-    return [Tree.from_dict(obj, where) for where, obj in out.iter_records()]
-
-
 def summarize(trees: list[Tree]) -> dict:
     leaves = [(t, k) for t in trees for k in t.leaves()]
-    texts = {(t.problem.id, path_text(t, k)) for t, k in leaves}
+    texts = {(t.problem.id, t.path_text(k)) for t, k in leaves}
     correct = sum(1 for t, k in leaves if t.nodes[k].correct)
     return {
         "problems": len(trees),

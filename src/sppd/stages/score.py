@@ -19,11 +19,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sppd import runtime
 from sppd.config import ConfigError
-from sppd.io import DataFileError, StageDir, read_jsonl
-from sppd.prm.base import trained_in_run
+from sppd.io import StageDir, iter_trees, read_jsonl
 from sppd.prm.mc import MCScorer
-from sppd.records import SCHEMA_VERSION, Tree
+from sppd.prm.registry import trained_in_run
+from sppd.records import Tree
 from sppd.settings import RunConfig
 from sppd.stages import common
 from sppd.stages.fingerprint import Fingerprint, policy_id, reuse
@@ -112,18 +113,6 @@ def build_mc(cfg: RunConfig, trees_dir: Path | None = None) -> MCScorer:
     )
 
 
-def read_trees(path: Path) -> list[Tree]:
-    """The trees of one shard; a wrong schema or malformed record names the file and line."""
-    trees = []
-    for lineno, obj in read_jsonl(path):
-        if obj.get("schema") != SCHEMA_VERSION:
-            raise DataFileError(
-                f"{path}:{lineno}: field 'schema' is {obj.get('schema')!r}, this sppd reads {SCHEMA_VERSION}"
-            )
-        trees.append(Tree.from_dict(obj, f"{path}:{lineno}"))
-    return trees
-
-
 def score_shard(trees: list[Tree], scorer, mc: MCScorer, cfg: RunConfig, seed: int) -> dict[str, Any]:
     """Attach MC values and scorer values to ``trees`` in place; returns the scoring cost."""
     from sppd.prm.packing import score_trees
@@ -197,12 +186,12 @@ def main(cfg: RunConfig, out_dir: str = "") -> dict:
     if reuse(out, fp, out.is_complete() and len(out.shards()) == len(inputs), has_work=bool(out.shards())):
         print(f"score: {out.path} is complete; nothing to do.")
         return out.read_manifest()["counts"]
-    rank, world = common.rank_and_world()
+    rank, world = runtime.rank_and_world()
     _check_resumable(out, cfg.score.scorer)
     if rank == 0:
         common.save_stage_config(out, cfg)
     cost = _score_todo(cfg, inputs, out, [i for i in range(len(inputs)) if i % world == rank])
-    common.barrier()
+    runtime.barrier()
     summary = summarize(out, inputs)
     summary.update(scorer=cfg.score.scorer, packing=str(cfg.score.packing), **cost)
     if rank == 0 and len(out.shards()) == len(inputs):
@@ -230,12 +219,12 @@ def _score_todo(cfg: RunConfig, inputs: list[Path], out: StageDir, mine: list[in
     """Score this process's unfinished shards; returns this run's cost and speed."""
     todo = [i for i in mine if not out.has_shard(TAG, i)]
     scorer, mc = (build_scorer(cfg), build_mc(cfg, inputs[0].parent)) if todo else (None, None)
-    bar = common.progress(sum(_count_lines(inputs[i]) for i in todo), "score", "tree")
+    bar = runtime.progress(sum(_count_lines(inputs[i]) for i in todo), "score", "tree")
     start, steps = time.perf_counter(), 0
     cost: dict[str, Any] = {"forward_tokens": 0, "fallback_trees": 0, "fallback_reasons": []}
     for i in todo:
-        trees = read_trees(inputs[i])
-        shard_cost = score_shard(trees, scorer, mc, cfg, seed=common.derive_seed(cfg.seed, "score", i))
+        trees = list(iter_trees(inputs[i]))
+        shard_cost = score_shard(trees, scorer, mc, cfg, seed=runtime.derive_seed(cfg.seed, "score", i))
         cost["forward_tokens"] += shard_cost.get("forward_tokens", 0)
         cost["fallback_trees"] += shard_cost.get("fallback_trees", 0)
         cost["fallback_reasons"] += [
@@ -260,13 +249,12 @@ def summarize(out: StageDir, inputs: list[Path]) -> dict:
     """Counts over every scored shard written so far."""
     nodes = valued = mc_valued = problems = 0
     value_sum = 0.0
-    for shard in out.shards():
-        for tree in read_trees(shard):
-            problems += 1
-            nodes += len(tree.nodes)
-            valued += sum(n.value is not None for n in tree.nodes)
-            mc_valued += sum(n.mc_value is not None for n in tree.nodes)
-            value_sum += sum(n.value for n in tree.nodes if n.value is not None)
+    for tree in iter_trees(out):
+        problems += 1
+        nodes += len(tree.nodes)
+        valued += sum(n.value is not None for n in tree.nodes)
+        mc_valued += sum(n.mc_value is not None for n in tree.nodes)
+        value_sum += sum(n.value for n in tree.nodes if n.value is not None)
     return {
         "problems": problems,
         "nodes": nodes,

@@ -20,7 +20,8 @@ def toy_task(world=None) -> Task:
     """The toy task over ``world`` (a ``ToyWorldConfig``; the default world when None)."""
 
     def load(split: str, n: int | None, seed: int) -> list[Problem]:
-        from sppd.toy.world import ToyWorldConfig, generate_problems
+        from sppd.toy.config import ToyWorldConfig
+        from sppd.toy.world import generate_problems
 
         return generate_problems(world or ToyWorldConfig(), split, DEFAULT_N if n is None else n, seed)
 

@@ -6,24 +6,10 @@ for real models runs on it unchanged, and it saves and loads as a regular HF mod
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
 
-
-@dataclass
-class ToyModelConfig:
-    """Size and initialisation of the toy Llama."""
-
-    hidden_size: int = 128  # width of the residual stream
-    num_layers: int = 4  # decoder layers
-    num_heads: int = 4  # attention heads (as many key/value heads: plain multi-head attention)
-    intermediate_size: int = 384  # width of the SwiGLU MLP
-    max_position: int = 256  # longest sequence (prompt + solution) the model is meant for
-    rope_theta: float = 10000.0  # RoPE base
-    tie_embeddings: bool = False  # share the input embedding and the output head
-    seed: int = 0  # seed of the random initialisation
+from sppd.toy.config import ToyModelConfig
 
 
 def build_toy_model(cfg: ToyModelConfig, tokenizer: PreTrainedTokenizerBase) -> LlamaForCausalLM:

@@ -19,7 +19,7 @@ import os
 import random
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -27,35 +27,13 @@ from tqdm.auto import tqdm
 
 from sppd.records import Problem
 from sppd.toy.checker import check_answer
-from sppd.toy.model import ToyModelConfig, build_toy_model, count_parameters
+from sppd.toy.config import ToyPretrainConfig, ToyWorldConfig
+from sppd.toy.model import build_toy_model, count_parameters
 from sppd.toy.tokenizer import build_toy_tokenizer
-from sppd.toy.world import ToyWorldConfig, corpus_text, generate_problems, prompt_text, sample_questions
+from sppd.toy.world import corpus_text, generate_problems, prompt_text, sample_questions
 
 COMPLETE_MARKER = "COMPLETE"
 IGNORE_INDEX = -100
-
-
-@dataclass
-class ToyPretrainConfig:
-    """Everything that determines a toy base model."""
-
-    world: ToyWorldConfig = field(default_factory=ToyWorldConfig)  # problem shapes and corpus noise
-    model: ToyModelConfig = field(default_factory=ToyModelConfig)  # model size and initialisation
-    n_train_problems: int = 60_000  # corpus size: train questions drawn with replacement, own noise each
-    steps: int = 1200  # optimizer steps (the corpus is reshuffled and reused when exhausted)
-    batch_size: int = 32  # sequences per optimizer step
-    lr: float = 1.5e-3  # peak learning rate
-    min_lr_ratio: float = 0.1  # final learning rate as a fraction of the peak (cosine decay)
-    warmup_steps: int = 50  # linear warmup steps
-    weight_decay: float = 0.01  # AdamW weight decay
-    grad_clip: float = 1.0  # gradient norm clip
-    seed: int = 0  # seed of the corpus and the data order (the model init has its own seed)
-    eval_every: int = 200  # greedy-accuracy evaluation period in steps (also at the end); 0 = end only
-    n_eval: int = 200  # held-out test problems behind the greedy-accuracy curve
-    eval_seed: int = 1234  # seed of the evaluation problems
-    eval_batch_size: int = 100  # prompts per generate call during evaluation
-    max_minutes: float = 20.0  # stop training early (and still save) after this much wall time
-    num_threads: int = 0  # torch CPU threads; 0 = all cores (fewer helps when other jobs share the CPU)
 
 
 def config_hash(cfg: ToyPretrainConfig) -> str:
@@ -116,16 +94,8 @@ def lr_at(step: int, cfg: ToyPretrainConfig) -> float:
 
 
 @torch.no_grad()
-def generate_solutions(
-    model,
-    tokenizer,
-    questions: list[str],
-    batch_size: int,
-    max_new_tokens: int,
-    temperature: float = 0.0,
-    seed: int = 0,
-) -> list[str]:
-    """One completion per question (greedy when ``temperature == 0``), special tokens removed.
+def generate_solutions(model, tokenizer, questions: list[str], batch_size: int, max_new_tokens: int) -> list[str]:
+    """One greedy completion per question, special tokens removed.
 
     Batched ``generate`` with left padding; the decoded text starts right after the prompt.
     """
@@ -133,24 +103,18 @@ def generate_solutions(
     model.eval()
     tokenizer.padding_side = "left"
     texts: list[str] = []
-    sampling = temperature > 0
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        for start in range(0, len(questions), batch_size):
-            prompts = [prompt_text(q) for q in questions[start : start + batch_size]]
-            batch = tokenizer(prompts, padding=True, return_tensors="pt")
-            out_ids = model.generate(
-                **batch,
-                max_new_tokens=max_new_tokens,
-                do_sample=sampling,
-                temperature=temperature if sampling else None,
-                top_k=0 if sampling else None,
-                top_p=1.0 if sampling else None,
-                pad_token_id=tokenizer.pad_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-            )
-            new_ids = out_ids[:, batch["input_ids"].shape[1] :]
-            texts.extend(tokenizer.batch_decode(new_ids, skip_special_tokens=True))
+    for start in range(0, len(questions), batch_size):
+        prompts = [prompt_text(q) for q in questions[start : start + batch_size]]
+        batch = tokenizer(prompts, padding=True, return_tensors="pt")
+        out_ids = model.generate(
+            **batch,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+        new_ids = out_ids[:, batch["input_ids"].shape[1] :]
+        texts.extend(tokenizer.batch_decode(new_ids, skip_special_tokens=True))
     model.train(was_training)
     tokenizer.padding_side = padding_side
     return texts
@@ -164,32 +128,6 @@ def greedy_accuracy(
         return 0.0
     texts = generate_solutions(model, tokenizer, [p.question for p in problems], batch_size, max_new_tokens)
     return sum(check_answer(p.gold, t) for p, t in zip(problems, texts)) / len(problems)
-
-
-def sampled_accuracy(
-    model,
-    tokenizer,
-    problems: list[Problem],
-    n_samples: int = 8,
-    temperature: float = 1.0,
-    batch_size: int = 128,
-    max_new_tokens: int = 200,
-    seed: int = 0,
-) -> float:
-    """Fraction of correct solutions among ``n_samples`` samples per problem at ``temperature``."""
-    if not problems:
-        return 0.0
-    repeated = [p for p in problems for _ in range(n_samples)]
-    texts = generate_solutions(
-        model,
-        tokenizer,
-        [p.question for p in repeated],
-        batch_size,
-        max_new_tokens,
-        temperature=temperature,
-        seed=seed,
-    )
-    return sum(check_answer(p.gold, t) for p, t in zip(repeated, texts)) / len(repeated)
 
 
 # --- training --------------------------------------------------------------------------------

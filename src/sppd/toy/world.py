@@ -33,10 +33,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from sppd.records import Problem
+from sppd.toy.config import OPS, ToyWorldConfig
 
 STEP_DELIMITER = "\n"
 ANSWER_PREFIX = "The answer is "
-OPS = "+-*"
 
 
 class ToySplit(StrEnum):
@@ -46,43 +46,6 @@ class ToySplit(StrEnum):
     TRAIN = "train"
     VAL = "val"
     TEST = "test"
-
-
-@dataclass
-class ToyWorldConfig:
-    """Shape of the toy problems and of the noise in the pretraining corpus."""
-
-    min_ops: int = 2  # fewest operations in a question
-    max_ops: int = 4  # most operations in a question
-    operand_min: int = 1  # smallest operand (inclusive, >= 0)
-    operand_max: int = 9  # largest operand (inclusive)
-    ops: str = OPS  # operators questions may use: a non-empty subset of "+-*"
-    max_factors: int = 2  # most factors per product term; 2 forbids a*b*c (2-digit x 1-digit is slow to learn)
-    test_fraction: float = 0.1  # share of the question space held out as the test split (by hash)
-    val_fraction: float = 0.05  # share held out as the validation split (by hash; model selection)
-    corrupt_hard_rate: float = 0.6  # P(corpus solution errs at a hard step | no error yet)
-    corrupt_easy_rate: float = 0.02  # P(corpus solution errs at any other step | no error yet)
-    hard_product_min: int = 30  # a product >= this is hard; its slip: tens digit +1 (c+10)
-    hard_borrow: bool = False  # a borrowing subtraction is hard; its slip: borrow forgotten (c+10)
-    hard_carry: bool = False  # a carrying addition is hard; its slip: carry dropped (c-10)
-    hard_negative: bool = True  # a subtraction crossing below zero is hard; its slip: sign dropped (-c)
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.min_ops <= self.max_ops:
-            raise ValueError(f"need 1 <= min_ops <= max_ops, got {self.min_ops}, {self.max_ops}")
-        if not 0 <= self.operand_min <= self.operand_max:
-            raise ValueError(f"need 0 <= operand_min <= operand_max, got {self.operand_min}, {self.operand_max}")
-        if not self.ops or set(self.ops) - set(OPS):
-            raise ValueError(f"ops must be a non-empty subset of {OPS!r}, got {self.ops!r}")
-        if self.max_factors < 2:
-            raise ValueError(f"max_factors must be >= 2, got {self.max_factors}")
-        if not 0.0 < self.test_fraction < 1.0:
-            raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
-        if not 0.0 <= self.val_fraction < 1.0 - self.test_fraction:
-            raise ValueError(f"val_fraction must be in [0, 1 - test_fraction), got {self.val_fraction}")
-        for name in ("corrupt_hard_rate", "corrupt_easy_rate"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)
@@ -216,11 +179,6 @@ def plausible_error(a: int, op: str, b: int, cfg: ToyWorldConfig) -> tuple[bool,
     if op == "+" and cfg.hard_carry and a >= 0 and a % 10 + b % 10 >= 10:
         return True, c - 10
     return False, c + 1
-
-
-def is_hard_step(a: int, op: str, b: int, cfg: ToyWorldConfig) -> bool:
-    """Whether the corpus errs at ``a op b`` with ``corrupt_hard_rate`` (else the easy rate)."""
-    return plausible_error(a, op, b, cfg)[0]
 
 
 def corrupt_steps(question: str, cfg: ToyWorldConfig, rng: random.Random) -> tuple[list[Step], int | None]:

@@ -30,8 +30,8 @@ from pathlib import Path
 import torch
 
 from sppd.io import atomic_write_json
+from sppd.runtime import derive_seed, progress
 from sppd.settings import TrainConfig
-from sppd.stages.common import derive_seed, progress
 from sppd.train.objectives import ObjectiveSpec
 from sppd.train.ref_cache import RefLogps
 from sppd.train.schedule import lr_at
