@@ -102,7 +102,7 @@ def fingerprint(cfg: RunConfig, model_path: str | None = None) -> Fingerprint:
     keys = ["seed", "model.dtype", "prompt", "step", "problems", "sample"]
     if cfg.problems.source == "toy":
         keys.append("toy.world")  # it generates the problems
-    return Fingerprint.of("sample", cfg, keys, exclude=["sample.out"], inputs={"model": policy_id(cfg, model_path)})
+    return Fingerprint.of("sample", cfg, keys, inputs={"model": policy_id(cfg, model_path)})
 
 
 def load_trees(out) -> list[Tree]:

@@ -12,7 +12,6 @@ spend capacity, while the model is only ever used conditioned on a question.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -25,6 +24,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from sppd.digest import digest, output_values, runtime
 from sppd.records import Problem
 from sppd.toy.checker import check_answer
 from sppd.toy.model import ToyModelConfig, build_toy_model, count_parameters
@@ -55,15 +55,16 @@ class ToyPretrainConfig:
     eval_seed: int = 1234  # seed of the evaluation problems
     eval_batch_size: int = 100  # prompts per generate call during evaluation
     max_minutes: float = 20.0  # stop training early (and still save) after this much wall time
-    num_threads: int = 0  # torch CPU threads; 0 = all cores (fewer helps when other jobs share the CPU)
+    num_threads: int = runtime(0)  # torch CPU threads; 0 = all cores (fewer helps when other jobs share the CPU)
 
 
 def config_hash(cfg: ToyPretrainConfig) -> str:
-    """Short stable hash of the config (the cache key); the thread count does not count."""
-    fields_ = asdict(cfg)
-    fields_.pop("num_threads")
-    text = json.dumps(fields_, sort_keys=True)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+    """Short stable hash of the fields that affect the model (the cache key).
+
+    Unlike a stage fingerprint it keeps default values, and it keeps json.dumps' default
+    separators: the hash names every cached base model, so its text must not change.
+    """
+    return digest(output_values(cfg), length=12, separators=(", ", ": "))
 
 
 def max_new_tokens_for(world: ToyWorldConfig) -> int:
