@@ -181,6 +181,11 @@ REF_KEYS = (
 )
 
 
+def ref_cache_settings(cfg: RunConfig, mixed_precision: str) -> dict:
+    """The settings part of the reference-cache key: ``REF_KEYS``' values and the resolved precision."""
+    return {"config": select(_config.to_dict(cfg), REF_KEYS), "mixed_precision": mixed_precision}
+
+
 def reference_logps(
     acc,
     cfg: RunConfig,
@@ -191,8 +196,7 @@ def reference_logps(
 ) -> RefLogps:
     """Cached reference log-probs of ``examples`` (computed with ``train.ref`` on first use)."""
     t = cfg.train
-    settings = {"config": select(_config.to_dict(cfg), REF_KEYS), "mixed_precision": acc.mixed_precision}
-    key = cache_key(examples, paths.ref, settings)
+    key = cache_key(examples, paths.ref, ref_cache_settings(cfg, acc.mixed_precision))
     return cached_ref_logps(
         acc,
         examples,
