@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from sppd import config as _config
+from sppd.digest import location, runtime
 from sppd.toy.config import ToyPretrainConfig
 from sppd.types import (
     NO_PRM,
@@ -35,7 +36,7 @@ from sppd.types import (
 
 @dataclass
 class ModelConfig:
-    path: str | None = None  # HF model folder; None = the cached toy base model
+    path: str | None = location(None)  # HF model folder; None = the cached toy base model
     dtype: DType = DType.AUTO  # weights/compute dtype
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     trust_remote_code: bool = False  # only for model folders you trust
@@ -71,7 +72,7 @@ class ProblemsConfig:
     split: str = ""  # the task's split ("" = its train split, or a JSONL file's one split); see `sppd sources`
     # Sampling (training prompts) from a test split is refused: it would train on the problems the
     # evaluation reports. Set true only on purpose (e.g. a test-time self-training experiment).
-    allow_test_split: bool = False
+    allow_test_split: bool = runtime(False)  # a permission, not an input: not in any fingerprint
     n: int | None = None  # use the first n problems (None = all)
     question_field: str = "question"  # JSONL field names for user files
     answer_field: str = "answer"
@@ -91,28 +92,28 @@ class SampleConfig:
     engine: str = "hf"  # engine backend name (registry in sppd.sampling.engine)
     engine_batch_size: int = 256  # most sequences in one engine call
     problems_per_shard: int = 16  # problems advanced in lockstep and written as one shard
-    out: str = ""  # output folder (default: <run_dir>/trees)
+    out: str = location("")  # output folder (default: <run_dir>/trees)
 
 
 @dataclass
 class ScoreConfig:
     scorer: str = "toy"  # PRM registry name: toy | mc | oracle | skywork | qwen25-math-prm | math-shepherd | rlhflow
-    prm_path: str = ""  # PRM folder (toy default: <run_dir>/prm)
+    prm_path: str = location("")  # PRM folder (toy default: <run_dir>/prm)
     packing: PackingMode = PackingMode.TREE  # how a token-level PRM scores a tree
-    max_batch_tokens: int = 16384  # token budget of one PRM forward
+    max_batch_tokens: int = runtime(16384)  # token budget of one PRM forward
     mc_min_paths: int = 0  # extra rollouts from nodes resting on fewer complete paths (0 = none)
     mc_rollouts: int = 0  # extra whole-completion rollouts from each mc_rollout_nodes node (0 = none)
     mc_rollout_nodes: RolloutNodes = RolloutNodes.BRANCHING  # which nodes get mc_rollouts
     mc_judge: MCJudge = MCJudge.OUTCOME  # correct completion for MC values: outcome | process (toy)
-    mc_policy: str = ""  # model that rolls out ("" = the model that sampled the trees, from their manifest)
-    trees: str = ""  # input trees (default: <run_dir>/trees)
-    out: str = ""  # output folder (default: <run_dir>/scored)
+    mc_policy: str = location("")  # model that rolls out ("" = the model that sampled the trees, from their manifest)
+    trees: str = location("")  # input trees (default: <run_dir>/trees)
+    out: str = location("")  # output folder (default: <run_dir>/scored)
 
 
 @dataclass
 class PRMTrainConfig:
-    trees: list[str] = field(default_factory=list)  # tree folders with MC labels (default: [<run_dir>/trees])
-    out: str = ""  # PRM folder (default: <run_dir>/prm)
+    trees: list[str] = location(default_factory=list)  # tree folders with MC labels (default: [<run_dir>/trees])
+    out: str = location("")  # PRM folder (default: <run_dir>/prm)
     init_from_policy: bool = True  # start the backbone from the policy's weights
     epochs: int = 3  # passes over the labelled paths
     lr: float = 1e-3  # AdamW learning rate
@@ -127,8 +128,8 @@ class PRMTrainConfig:
 
 @dataclass
 class BuildConfig:
-    trees: str = ""  # scored trees folder (default: <run_dir>/scored)
-    out: str = ""  # output folder (default: <run_dir>/data)
+    trees: str = location("")  # scored trees folder (default: <run_dir>/scored)
+    out: str = location("")  # output folder (default: <run_dir>/data)
     step_gap: float = 0.5  # keep a step pair only when V(s_w) - V(s_l) exceeds this
     chosen_min_value: float | None = (
         None  # SFT/DPO: keep tau_+ only when its lowest step value exceeds this (None = all)
@@ -142,10 +143,10 @@ class BuildConfig:
 @dataclass
 class TrainConfig:
     objective: Objective = Objective.SFT  # sft | dpo | step_dpo
-    data: str = ""  # records folder (default: <run_dir>/data/<sft|dpo|step_pairs>)
-    init: str = ""  # model folder to start from (default: the policy, model.path or toy base)
-    ref: str = ""  # reference model folder for dpo/step_dpo (default: init)
-    out: str = ""  # output folder (default: <run_dir>/train-<objective>)
+    data: str = location("")  # records folder (default: <run_dir>/data/<sft|dpo|step_pairs>)
+    init: str = location("")  # model folder to start from (default: the policy, model.path or toy base)
+    ref: str = location("")  # reference model folder for dpo/step_dpo (default: init)
+    out: str = location("")  # output folder (default: <run_dir>/train-<objective>)
     optimizer: OptimizerName = OptimizerName.ADAMW  # paper: Adam for SFT, SGD for (step-)DPO
     lr: float = 5e-6  # peak learning rate (paper: 5e-6 SFT, 1e-5 DPO/step-DPO)
     weight_decay: float = 0.0  # decoupled weight decay
@@ -167,10 +168,10 @@ class TrainConfig:
     overlong: OverlongRule = OverlongRule.DROP  # what to do with longer examples
     prefix_sharing: bool = True  # step pairs: prefix once, chosen and rejected side by side
     mixed_precision: MixedPrecision = MixedPrecision.AUTO  # auto (bf16 on GPU, no on CPU) | no | bf16 | fp16
-    gradient_checkpointing: bool = False  # trade compute for memory on big models
-    save_every: int = 0  # checkpoint every N optimizer steps (0 = only at the end)
-    log_every: int = 1  # metrics line every N optimizer steps
-    trackers: list[str] = field(default_factory=list)  # accelerate trackers (tensorboard, wandb, ...)
+    gradient_checkpointing: bool = runtime(False)  # trade compute for memory on big models
+    save_every: int = runtime(0)  # checkpoint every N optimizer steps (0 = only at the end)
+    log_every: int = runtime(1)  # metrics line every N optimizer steps
+    trackers: list[str] = runtime(default_factory=list)  # accelerate trackers (tensorboard, wandb, ...)
     seed: int = 0  # data order and init seed
 
 
@@ -187,12 +188,12 @@ class EvalConfig:
     batch_size: int = 128  # most sequences per engine call
     problems_per_shard: int = 64  # problems per resumable output shard
     prm: str = ""  # PRM name for ORM methods ("" = score.scorer, "none" = skip ORM methods; checked at load)
-    prm_path: str = ""  # PRM folder ("" = score.prm_path, toy default <run_dir>/prm)
+    prm_path: str = location("")  # PRM folder ("" = score.prm_path, toy default <run_dir>/prm)
     sample_score: SampleScore = SampleScore.LAST  # which step score stands for a sample: last | min | mean
     bootstrap: int = 1000  # bootstrap resamples for 95% intervals
     grade_timeout_s: float = 5.0  # per-answer grading timeout (math-verify in worker processes)
-    model: str = ""  # model folder to evaluate (default: the policy)
-    out: str = ""  # output folder (default: <run_dir>/eval)
+    model: str = location("")  # model folder to evaluate (default: the policy)
+    out: str = location("")  # output folder (default: <run_dir>/eval)
 
 
 def _train(objective: Objective, optimizer: OptimizerName, lr: float) -> TrainConfig:
@@ -221,9 +222,9 @@ class PipelineConfig:
 class RunConfig:
     """Everything a run needs; ``sppd show-config`` prints it resolved."""
 
-    run_dir: str = "runs/default"  # folder holding every stage's artifact folder
+    run_dir: str = location("runs/default")  # folder holding every stage's artifact folder
     seed: int = 0  # global seed; shards derive theirs from it
-    threads: int = 0  # torch CPU threads (0 = all cores)
+    threads: int = runtime(0)  # torch CPU threads (0 = all cores)
     toy: ToyPretrainConfig = field(default_factory=ToyPretrainConfig)  # the toy world and its base model
     model: ModelConfig = field(default_factory=ModelConfig)
     prompt: PromptConfig = field(default_factory=PromptConfig)

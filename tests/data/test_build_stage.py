@@ -143,3 +143,28 @@ def test_manifest_is_plain_json(run):
     build.main(cfg)
     text = (run_dir / "data" / "dpo" / "manifest.json").read_text()
     assert json.loads(text)["shards"] == ["records-dpo-00000.jsonl"]
+
+
+def test_non_output_keys_do_not_rebuild(run, capsys):
+    run_dir, cfg = run
+    build.main(cfg)
+    cfg.threads = 3
+    cfg.build.trees = str(run_dir / "scored")  # the same folder, now named explicitly
+    capsys.readouterr()
+    build.main(cfg)
+    assert "nothing to do" in capsys.readouterr().out
+
+
+def test_fingerprinted_trees_count_by_their_fingerprint(run, capsys):
+    run_dir, cfg = run
+    scored = StageDir(run_dir / "scored")
+
+    def rescore(fingerprint: str, n_problems: int) -> bool:
+        scored.write_manifest("score", counts={"problems": n_problems}, inputs={}, fingerprint=fingerprint)
+        capsys.readouterr()
+        build.main(cfg)
+        return "nothing to do" not in capsys.readouterr().out
+
+    assert rescore("a", 3)
+    assert not rescore("a", 4)  # the same scoring config again: the same trees
+    assert rescore("b", 3)  # another scoring config upstream

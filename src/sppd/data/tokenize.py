@@ -28,21 +28,12 @@ from sppd.types import OverlongRule
 
 @dataclass(frozen=True)
 class TokenizeSettings:
-    """Everything that decides the ids (also part of the reference-cache key)."""
+    """Everything that decides the ids."""
 
     max_length: int  # longest prompt + completion, in tokens
     overlong: OverlongRule  # drop | truncate
     delimiter: str  # text that ends an intermediate step (``StepConfig.delimiter_text()``)
     prompt: PromptConfig  # prompt template / chat template choice
-
-    def key(self) -> dict:
-        """Plain data identifying these settings, for cache keys."""
-        return {
-            "max_length": self.max_length,
-            "overlong": str(self.overlong),
-            "delimiter": self.delimiter,
-            "prompt": {k: str(v) for k, v in asdict(self.prompt).items()},
-        }
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,9 @@ points at exactly one of them:
 * ``step_pairs/``  ``StepPair`` records (sibling steps with their values)
 
 Each folder's manifest holds the builder's counts (what was kept, why the rest was dropped), the
-inputs (trees folder, a digest of its manifest, the build settings, the delimiter) and dataset
-statistics. Building is fast, so resume is all or nothing: when all three folders are complete
-for the same inputs the stage does nothing, otherwise it clears them and rebuilds. Shards are
+inputs (trees folder, the build settings, the delimiter), dataset statistics and the stage
+fingerprint. Building is fast, so resume is all or nothing: when all three folders are complete
+with this config's fingerprint the stage does nothing, otherwise it clears them and rebuilds. Shards are
 written whole (temp file + rename) and stale ones removed first, so no record is ever duplicated.
 """
 
@@ -56,8 +56,8 @@ def _build(cfg: RunConfig, trees_dir: str, out_dir: str) -> dict:
         )
     root = Path(out_dir or cfg.build.out or Path(cfg.run_dir) / "data")
     outs = {name: StageDir(root / name) for name in OUTPUTS}
-    inputs = build_inputs(cfg, trees)
-    if all(o.is_complete() and o.read_manifest().get("inputs") == inputs for o in outs.values()):
+    fps = {name: fingerprint(cfg, trees, name) for name in OUTPUTS}
+    if all(o.is_complete() and o.read_manifest().get("fingerprint") == fps[name].digest for name, o in outs.items()):
         summary = {name: _summary_of(o.read_manifest()) for name, o in outs.items()}
         print(f"build: {root} is complete for these inputs; nothing to do.")
         print(format_summary(summary, root))
@@ -66,6 +66,12 @@ def _build(cfg: RunConfig, trees_dir: str, out_dir: str) -> dict:
         _clear(out)
         common.save_stage_config(out, cfg)
     counters = _write_sets(cfg, trees, outs)
+    inputs = {  # for readers; the fingerprint decides reuse
+        "trees": str(trees.path),
+        "trees_stage": (trees.read_manifest() or {}).get("stage"),
+        "build": _config.to_dict(cfg.build),
+        "delimiter": cfg.step.delimiter_text(),
+    }
     summary = {}
     for name, out in outs.items():
         stats = STATS[name](_load(out, name))
@@ -74,35 +80,25 @@ def _build(cfg: RunConfig, trees_dir: str, out_dir: str) -> dict:
             counts=dict(sorted(counters[name].items())),
             inputs=inputs,
             stats=stats,
-            **fingerprint(cfg, trees, name).manifest_fields(),
+            **fps[name].manifest_fields(),
         )
         summary[name] = _summary_of(out.read_manifest())
     print(format_summary(summary, root))
     return summary
 
 
-def build_inputs(cfg: RunConfig, trees: StageDir) -> dict:
-    """What the output depends on; a complete build with equal inputs is not redone."""
-    manifest = trees.read_manifest() or {}
-    return {
-        "trees": str(trees.path),
-        "trees_manifest": file_digest(trees.path / MANIFEST),
-        "trees_stage": manifest.get("stage"),
-        "build": {k: v for k, v in _config.to_dict(cfg.build).items() if k not in ("trees", "out")},
-        "delimiter": cfg.step.delimiter_text(),
-    }
-
-
 def fingerprint(cfg: RunConfig, trees: StageDir, name: str) -> Fingerprint:
-    """What one training set depends on, for the stages that read it (a build itself is redone
-    whenever ``build_inputs`` change: it is cheap and all or nothing)."""
-    return Fingerprint.of(
-        f"build/{name}",
-        cfg,
-        ["build", "step.delimiter", "step.custom"],
-        exclude=["build.trees", "build.out"],
-        inputs={"trees": trees.path},
-    )
+    """What one training set depends on: the build settings, the delimiter and the scored trees.
+
+    A complete build whose fingerprint differs is redone without asking (it is cheap and all or
+    nothing). Trees without a recorded fingerprint (hand-made, or an older sppd's) count by their
+    manifest's digest rather than their path, so rescoring them in place rebuilds too.
+    """
+    manifest = trees.read_manifest()
+    tree_id: str | Path = trees.path
+    if manifest and not manifest.get("fingerprint"):
+        tree_id = f"manifest-{file_digest(trees.path / MANIFEST)}"
+    return Fingerprint.of(f"build/{name}", cfg, ["build", "step.delimiter", "step.custom"], inputs={"trees": tree_id})
 
 
 def _clear(out: StageDir) -> None:

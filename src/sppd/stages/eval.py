@@ -80,7 +80,7 @@ def fingerprint(cfg: RunConfig, model_path: str | None = None) -> Fingerprint:
     inputs = {"model": Path(model) if model else policy_id(cfg)}
     if prm not in (NO_PRM, "mc", "oracle"):
         inputs["prm"] = Path(cfg.eval.prm_path or cfg.score.prm_path or Path(cfg.run_dir) / "prm")
-    return Fingerprint.of("eval", cfg, keys, ["eval.out", "eval.model", "eval.prm_path"], inputs)
+    return Fingerprint.of("eval", cfg, keys, inputs=inputs)
 
 
 def main(cfg: RunConfig, model_path: str | None = None, out_dir: str = "") -> dict:

@@ -3,9 +3,10 @@
 A complete stage folder is skipped, so one written under another config would be silently
 reused, and every stage downstream with it (rerun the pipeline with a new DPO learning rate and
 the old DPO model stays). Each stage therefore declares what its output depends on: some
-config keys and its input folders (``Fingerprint.of``). Their digest goes into the folder's
-``manifest.json`` as ``fingerprint``; an input folder counts by its own fingerprint, so a change
-anywhere upstream reaches every stage below it. ``reuse`` is the one check at each stage's
+config sections and its input folders (``Fingerprint.of``); fields declared not to affect
+output (``sppd.digest``: threads, logging, folder keys) never count. Their digest goes into the
+folder's ``manifest.json`` as ``fingerprint``; an input folder counts by its own fingerprint, so
+a change anywhere upstream reaches every stage below it. ``reuse`` is the one check at each stage's
 "complete, nothing to do" point, and it also guards resuming a partial folder, since mixing
 shards of two configs is worse than redoing them.
 
@@ -16,19 +17,17 @@ whose default keeps the old behaviour does not make every existing run stale. Co
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from sppd import config as _config
+from sppd import digest as _digest
 from sppd import runtime
 from sppd.config import ConfigError
 from sppd.io import StageDir
@@ -48,33 +47,10 @@ OUT_KEYS = {
 }
 
 
-def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
-    """Dotted key -> value of nested mappings (lists are values)."""
-    if not isinstance(data, Mapping):
-        return {prefix: data} if prefix else {}
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
-    return out
-
-
-@lru_cache(maxsize=1)
-def _defaults() -> dict[str, Any]:
-    return flatten(_config.to_dict(RunConfig()))
-
-
-def _under(key: str, prefixes: Iterable[str]) -> bool:
-    return any(key == p or key.startswith(p + ".") for p in prefixes)
-
-
 def select(data: Mapping, keys: Iterable[str], exclude: Iterable[str] = ()) -> dict[str, Any]:
-    """The values of plain config ``data`` under ``keys`` but not ``exclude``, defaults left out."""
-    defaults, keys, exclude = _defaults(), tuple(keys), tuple(exclude)
-    return {
-        k: v
-        for k, v in flatten(data).items()
-        if _under(k, keys) and not _under(k, exclude) and (k not in defaults or defaults[k] != v)
-    }
+    """The output-affecting values of plain run config ``data`` under ``keys`` but not ``exclude``,
+    defaults left out (``sppd.digest.select``)."""
+    return _digest.select(RunConfig, data, keys, exclude)
 
 
 def folder_id(path: str | os.PathLike) -> str:
@@ -106,8 +82,8 @@ class Fingerprint:
     """What one stage's output depends on: config values and input folders."""
 
     stage: str
-    keys: tuple[str, ...]  # config keys or sections that matter (dotted prefixes)
-    exclude: tuple[str, ...]  # keys under ``keys`` that don't (output locations, input paths)
+    keys: tuple[str, ...]  # config keys or sections the stage reads (dotted prefixes)
+    exclude: tuple[str, ...]  # output fields under ``keys`` this stage's output still does not depend on
     values: dict[str, Any]  # the current config's values under ``keys``, defaults left out
     inputs: dict[str, str]  # input name -> that folder's fingerprint (``folder_id``) or identity
     sources: dict[str, str] = field(default_factory=dict)  # input name -> folder, for messages
@@ -133,13 +109,7 @@ class Fingerprint:
 
     @property
     def digest(self) -> str:
-        text = json.dumps(
-            {"stage": self.stage, "config": self.values, "inputs": self.inputs},
-            sort_keys=True,
-            separators=(",", ":"),
-            default=str,
-        )
-        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+        return _digest.digest({"stage": self.stage, "config": self.values, "inputs": self.inputs})
 
     def manifest_fields(self) -> dict[str, Any]:
         """What ``StageDir.write_manifest`` records: the digest, and the inputs to explain a change."""
@@ -154,7 +124,7 @@ def config_changes(folder: Path, fp: Fingerprint) -> list[str]:
         return []
     if not isinstance(old_data, Mapping):
         return []
-    old, new, defaults = select(old_data, fp.keys, fp.exclude), fp.values, _defaults()
+    old, new, defaults = select(old_data, fp.keys, fp.exclude), fp.values, _digest.defaults(RunConfig)
     lines = []
     for key in sorted(old.keys() | new.keys()):
         before, after = old.get(key, defaults.get(key, _UNSET)), new.get(key, defaults.get(key, _UNSET))

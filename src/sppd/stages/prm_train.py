@@ -42,9 +42,7 @@ def fingerprint(cfg: RunConfig, folders: list[Path], policy: Path | None) -> Fin
     inputs: dict = {f"trees[{i}]": folder for i, folder in enumerate(folders)}
     if policy is not None:
         inputs["policy"] = Path(policy)
-    return Fingerprint.of(
-        "prm_train", cfg, ["seed", "prm", "toy.model", "toy.world"], ["prm.out", "prm.trees"], inputs
-    )
+    return Fingerprint.of("prm_train", cfg, ["seed", "prm", "toy.model", "toy.world"], inputs=inputs)
 
 
 def main(cfg: RunConfig, out_dir: str = "") -> dict:

@@ -103,8 +103,7 @@ def fingerprint(cfg: RunConfig, model_path: str | None = None) -> Fingerprint:
     the chunks' seeds and how the engine's random stream is split. Threads and device do not."""
     keys = ["seed", "model.dtype", "prompt", "step", "problems", "sample"]
     keys += training_task(cfg)[0].config_keys  # e.g. the toy world that generates the problems
-    exclude = ["sample.out", "problems.allow_test_split"]  # a permission, not an input
-    return Fingerprint.of("sample", cfg, keys, exclude=exclude, inputs={"model": policy_id(cfg, model_path)})
+    return Fingerprint.of("sample", cfg, keys, inputs={"model": policy_id(cfg, model_path)})
 
 
 def summarize(trees: list[Tree]) -> dict:

@@ -160,13 +160,13 @@ def fingerprint(cfg: RunConfig, trees: StageDir) -> Fingerprint:
     rolled out, the rollout policy, sampling settings and seed. Token budgets of a forward do not."""
     s = cfg.score
     keys = ["score"]
-    exclude = ["score.out", "score.trees", "score.prm_path", "score.mc_policy", "score.max_batch_tokens"]
+    exclude = []
     inputs: dict = {"trees": trees.path}
     if s.scorer not in ("mc", "oracle") and (s.prm_path or trained_in_run(s.scorer)):
         inputs["prm"] = Path(s.prm_path or Path(cfg.run_dir) / "prm")
     if s.mc_min_paths > 0 or s.mc_rollouts > 0:
         keys += ["seed", "model.dtype", "step", "problems.source", "sample"]
-        exclude += ["sample.out", "sample.problems_per_shard"]
+        exclude.append("sample.problems_per_shard")  # the trees' shard layout: in their fingerprint
         if s.mc_policy or not trees.is_complete():  # else the trees' model, inside their fingerprint
             inputs["rollout_policy"] = Path(s.mc_policy) if s.mc_policy else policy_id(cfg)
     return Fingerprint.of("score", cfg, keys, exclude, inputs)

@@ -29,7 +29,7 @@ from sppd.records import RECORD_KINDS
 from sppd.runtime import resolve_device, resolve_dtype
 from sppd.settings import RunConfig, TrainConfig
 from sppd.stages import common
-from sppd.stages.fingerprint import Fingerprint, reuse
+from sppd.stages.fingerprint import Fingerprint, reuse, select
 from sppd.train.loop import (
     CHECKPOINTS,
     LoopInputs,
@@ -63,21 +63,11 @@ def resolve_paths(cfg: RunConfig, spec: ObjectiveSpec) -> TrainPaths:
 
 
 def fingerprint(cfg: RunConfig, spec: ObjectiveSpec, paths: TrainPaths) -> Fingerprint:
-    """What the trained model depends on: the train settings (logging, checkpointing, trackers and
-    gradient checkpointing change no weight), tokenization (prompt, delimiter), and the data,
+    """What the trained model depends on: the train settings (those declared ``runtime``, such as
+    logging and checkpointing, change no weight), tokenization (prompt, delimiter), and the data,
     init and reference folders by their own fingerprints."""
     inputs = {"data": paths.data, "init": paths.init, **({"ref": paths.ref} if spec.needs_ref else {})}
-    exclude = [
-        "train.out",
-        "train.data",
-        "train.init",
-        "train.ref",
-        "train.trackers",
-        "train.log_every",
-        "train.save_every",
-        "train.gradient_checkpointing",
-    ]
-    return Fingerprint.of("train", cfg, ["train", "prompt", "step.delimiter", "step.custom"], exclude, inputs)
+    return Fingerprint.of("train", cfg, ["train", "prompt", "step.delimiter", "step.custom"], inputs=inputs)
 
 
 def resolve_mixed_precision(value: MixedPrecision | str, device: torch.device) -> str:
@@ -177,27 +167,35 @@ def _tracker_config(t: TrainConfig) -> dict:
     return {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in _config.to_dict(t).items()}
 
 
+# What reference log-probs depend on besides the token ids and the reference model: the fields
+# declared not to affect output (sppd.digest) drop out, and so do the defaults.
+REF_KEYS = (
+    "train.objective",
+    "train.prefix_sharing",
+    "train.max_length",
+    "train.overlong",
+    "prompt",
+    "step.delimiter",
+    "step.custom",
+)
+
+
+def ref_cache_settings(cfg: RunConfig, mixed_precision: str) -> dict:
+    """The settings part of the reference-cache key: ``REF_KEYS``' values and the resolved precision."""
+    return {"config": select(_config.to_dict(cfg), REF_KEYS), "mixed_precision": mixed_precision}
+
+
 def reference_logps(
     acc,
     cfg: RunConfig,
     spec: ObjectiveSpec,
     paths: TrainPaths,
     examples: list,
-    settings: TokenizeSettings,
     pad_id: int,
 ) -> RefLogps:
     """Cached reference log-probs of ``examples`` (computed with ``train.ref`` on first use)."""
     t = cfg.train
-    key = cache_key(
-        examples,
-        paths.ref,
-        {
-            "tokenize": settings.key(),
-            "mixed_precision": acc.mixed_precision,
-            "prefix_sharing": t.prefix_sharing,
-            "objective": str(spec.name),
-        },
-    )
+    key = cache_key(examples, paths.ref, ref_cache_settings(cfg, acc.mixed_precision))
     return cached_ref_logps(
         acc,
         examples,
@@ -262,7 +260,7 @@ def main(cfg: RunConfig, stop_after: int | None = None) -> dict:
         raise ValueError(f"{paths.data}: nothing to train on; {report.describe(t.overlong, t.max_length)}")
     pad_id = int(tokenizer.pad_token_id)
     start = time.perf_counter()
-    ref = reference_logps(acc, cfg, spec, paths, examples, settings, pad_id) if spec.needs_ref else None
+    ref = reference_logps(acc, cfg, spec, paths, examples, pad_id) if spec.needs_ref else None
     ref_seconds = time.perf_counter() - start
 
     model = prepare_for_training(load_model(paths.init, cfg), t)

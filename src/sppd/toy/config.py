@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from sppd.digest import runtime
+
 OPS = "+-*"
 
 
@@ -83,4 +85,4 @@ class ToyPretrainConfig:
     eval_seed: int = 1234  # seed of the evaluation problems
     eval_batch_size: int = 100  # prompts per generate call during evaluation
     max_minutes: float = 20.0  # stop training early (and still save) after this much wall time
-    num_threads: int = 0  # torch CPU threads; 0 = all cores (fewer helps when other jobs share the CPU)
+    num_threads: int = runtime(0)  # torch CPU threads; 0 = all cores (fewer helps when other jobs share the CPU)

@@ -12,7 +12,6 @@ spend capacity, while the model is only ever used conditioned on a question.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -25,6 +24,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from sppd.digest import digest, output_values
 from sppd.records import Problem
 from sppd.toy.checker import check_answer
 from sppd.toy.config import ToyPretrainConfig, ToyWorldConfig
@@ -37,11 +37,12 @@ IGNORE_INDEX = -100
 
 
 def config_hash(cfg: ToyPretrainConfig) -> str:
-    """Short stable hash of the config (the cache key); the thread count does not count."""
-    fields_ = asdict(cfg)
-    fields_.pop("num_threads")
-    text = json.dumps(fields_, sort_keys=True)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+    """Short stable hash of the fields that affect the model (the cache key).
+
+    Unlike a stage fingerprint it keeps default values, and it keeps json.dumps' default
+    separators: the hash names every cached base model, so its text must not change.
+    """
+    return digest(output_values(cfg), length=12, separators=(", ", ": "))
 
 
 def max_new_tokens_for(world: ToyWorldConfig) -> int:

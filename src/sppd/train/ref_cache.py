@@ -4,7 +4,8 @@ DPO and step-DPO need log π_ref of every chosen and rejected completion. They n
 during training, so they are computed in one pass with the reference model, which is then
 freed: no second model sits in memory while the policy trains. The result is written to the
 run's output folder as ``ref_logps-<key>.pt``, where ``key`` hashes the tokenized examples (so
-the data and every tokenization setting), the reference model folder and the precision; a rerun
+the data and every tokenization setting), the reference model folder, the precision and the
+config fields that affect them (a field declared ``runtime`` never counts); a rerun
 or a resumed run with the same inputs loads it instead of recomputing.
 
 Under several processes each rank computes every ``world``-th example and writes a part file;
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 from array import array
 from collections.abc import Callable
@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from sppd.data.tokenize import PairTokens
+from sppd.digest import canonical_json
 
 CACHE_VERSION = 1  # bump when the log-prob computation changes meaning
 
@@ -57,11 +58,7 @@ def model_fingerprint(path: str | os.PathLike) -> dict:
 def cache_key(examples: list[PairTokens], ref_path: str | os.PathLike, settings: dict) -> str:
     """24-hex-digit key of (examples' ids, reference model, settings such as precision)."""
     h = hashlib.sha256()
-    h.update(
-        json.dumps(
-            {"version": CACHE_VERSION, "model": model_fingerprint(ref_path), **settings}, sort_keys=True, default=str
-        ).encode()
-    )
+    h.update(canonical_json({"version": CACHE_VERSION, "model": model_fingerprint(ref_path), **settings}).encode())
     for e in examples:
         for ids in (e.prompt_ids, e.chosen_ids, e.rejected_ids):
             h.update(len(ids).to_bytes(4, "little"))
