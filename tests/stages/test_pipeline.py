@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import pytest
+
 from sppd.report_rows import RowKind, load_rows
 from sppd.reporting import table, verdict
 from sppd.settings import load_run_config
@@ -27,6 +29,7 @@ def _cfg(run_dir, model_dir, *extra):
     )
 
 
+@pytest.mark.slow
 def test_pipeline_runs_resumes_and_reports(tmp_path, tiny_policy_dir):
     run = tmp_path / "run"
     first = pipeline.main(_cfg(run, tiny_policy_dir))
@@ -90,8 +93,6 @@ def test_seed_runs_show_mean_and_std():
 
 def test_stage2_start_is_the_best_on_validation_ties_to_the_earlier(tmp_path, monkeypatch):
     """Selection logic only: the validation accuracies are given (validate is replaced)."""
-    import pytest
-
     from sppd.config import ConfigError
     from sppd.settings import Stage2Init
 
