@@ -4,7 +4,8 @@ Table 1's analogue (each stage's Greedy / MAJ@N / ORM_VOTE@N / ORM_MAX@N with 95
 deltas), the PRM diagnostics (Table 5, Figure 3), Table 4's analogue (dynamic vs fixed vs no
 margin), Figure 2's analogue (accuracy vs gamma) and training curves as PNGs, the wall time of
 every step, and plain-language verdicts that say when a stage did NOT help.
-With several seeds, cells are mean ± standard deviation over seeds.
+With several seeds, cells are mean ± standard deviation over seeds. Which table a row lands in and
+what its Δ is against come from the run's typed ``rows.json`` (``sppd.report_rows``), never its label.
 """
 
 from __future__ import annotations
