@@ -46,6 +46,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "sppd.judging",
         "sppd.modeling",
         "sppd.reporting",
+        "sppd.report_rows",
     ),
     "stage": ("sppd.stages",),
     "entry": ("sppd.cli", "sppd.__main__"),
@@ -58,6 +59,7 @@ COMPONENT_EDGES: dict[str, frozenset[str]] = {
     "sppd.prm": frozenset({"sppd.packing", "sppd.sampling", "sppd.toy", "sppd.modeling"}),  # MC, toy PRM, tokenizer
     "sppd.eval": frozenset({"sppd.prm", "sppd.sampling"}),  # ORM-scored sampling methods
     "sppd.judging": frozenset({"sppd.eval", "sppd.toy"}),  # answer checkers
+    "sppd.reporting": frozenset({"sppd.report_rows"}),  # the typed rows the pipeline writes
     "sppd.tasks": frozenset({"sppd.eval", "sppd.judging", "sppd.toy"}),  # loaders, judges, toy problems
 }
 # layers whose members may import each other freely

@@ -177,10 +177,24 @@ def test_rewards_and_accuracies_per_example():
     torch.testing.assert_close(out.chosen_rewards, torch.tensor([1.0, -1.0, 0.0]))
     torch.testing.assert_close(out.rejected_rewards, torch.tensor([-0.5, 0.5, 0.0]))
     torch.testing.assert_close(out.margins, torch.tensor([1.5, -1.5, 0.0]))
-    assert out.reward_accuracies.tolist() == [1.0, 0.0, 0.0]  # a tie is not a win
+    assert out.reward_accuracies.tolist() == [1.0, 0.0, 0.5]  # a tie counts half
     # losses per example: softplus(-1.5) = 0.2014133, softplus(1.5) = 1.7014133, ln 2 = 0.6931472
     torch.testing.assert_close(out.losses, torch.tensor([0.2014133, 1.7014133, LN2]), atol=1e-6, rtol=0)
     assert not out.chosen_rewards.requires_grad
+
+
+def test_reward_accuracy_counts_float_noise_ties_as_half():
+    """Step 1: policy == reference, but the reference log-probs came from another batch order."""
+    d = torch.float64
+    policy_chosen = torch.tensor([-10.0 + 2e-7, -9.99, -10.0, -10.0], dtype=d)
+    policy_rejected = torch.tensor([-10.0, -10.0, -9.99, -10.0], dtype=d)
+    ref = torch.full((4,), -10.0, dtype=d)
+    out = preference_loss(policy_chosen, policy_rejected, ref, ref, beta=0.5)
+    # margins 0.5 * (2e-7, 0.01, -0.01, 0) = (1e-7, 5e-3, -5e-3, 0); the tie tolerance is
+    # TIE_RTOL * beta * (sum of |log-probs|) = 1e-6 * 0.5 * ~40 = ~2e-5: noise and the exact tie
+    # count half, a real 5e-3 difference either way counts whole
+    torch.testing.assert_close(out.margins, torch.tensor([1e-7, 5e-3, -5e-3, 0.0], dtype=d), atol=1e-12, rtol=0)
+    assert out.reward_accuracies.tolist() == [0.5, 1.0, 0.0, 0.5]
 
 
 def test_loss_is_finite_for_extreme_logits():

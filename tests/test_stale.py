@@ -75,6 +75,7 @@ def test_changed_key_names_the_key_and_both_values(sampled, tiny_policy_dir):
     assert "--rerun-stale" in message and "sample.out" in message
 
 
+@pytest.mark.slow
 def test_changed_upstream_makes_score_stale_via_its_input(sampled, tiny_policy_dir):
     score.main(_cfg(sampled, tiny_policy_dir))
     assert not common.set_rerun_stale(True)
@@ -87,6 +88,7 @@ def test_changed_upstream_makes_score_stale_via_its_input(sampled, tiny_policy_d
         score.main(_cfg(sampled, tiny_policy_dir))  # score's own keys are unchanged
 
 
+@pytest.mark.slow
 def test_rerun_stale_through_the_cli_moves_the_folder_aside(sampled, tiny_policy_dir, capsys):
     args = ["sample", "-c", "toy-tiny", *_overrides(sampled, tiny_policy_dir, "sample.temperature=0.5")]
     assert cli.main(args) == 2
@@ -111,6 +113,7 @@ def test_manifest_without_fingerprint_is_reused_with_a_warning(sampled, tiny_pol
     assert "nothing to do" in out.out and "no config fingerprint" in out.err and len(out.err.splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_partial_folder_of_another_config_is_refused_then_moved(sampled, tiny_policy_dir):
     trees = StageDir(sampled / "trees")
     trees.invalidate()

@@ -20,6 +20,9 @@ from sppd.types import MarginMode
 # (B, T, V) fp32 copy of bf16 logits (GiBs for a 150k vocabulary) never exists at once.
 _FULL_PRECISION = (torch.float32, torch.float64)
 
+# Relative tolerance under which a preference margin is a tie in the reward accuracy (float noise)
+TIE_RTOL = 1e-6
+
 
 def token_logps(
     logits: torch.Tensor,
@@ -135,7 +138,7 @@ class PreferenceLossOutput:
     losses: torch.Tensor
     chosen_rewards: torch.Tensor  # β·(log π(y_w) − log π_ref(y_w))
     rejected_rewards: torch.Tensor  # β·(log π(y_l) − log π_ref(y_l))
-    reward_accuracies: torch.Tensor  # 1.0 where chosen reward > rejected reward, else 0.0
+    reward_accuracies: torch.Tensor  # 1.0 where chosen reward > rejected reward, 0.5 on a tie, else 0.0
     margins: torch.Tensor  # chosen_rewards − rejected_rewards (= β·h, before the value margin)
 
 
@@ -189,10 +192,16 @@ def preference_loss(
     losses = -(1.0 - label_smoothing) * F.logsigmoid(logits) - label_smoothing * F.logsigmoid(-logits)
     chosen_rewards = beta * chosen_logratios.detach()
     rejected_rewards = beta * rejected_logratios.detach()
+    margins = chosen_rewards - rejected_rewards
+    # Reference log-probs computed in another batch order differ from the policy's by float noise
+    # (~1e-7), so the exact ties of step 1 (policy == reference) would read as random wins: a
+    # margin within TIE_RTOL of the log-probs it came from counts as a tie, worth half.
+    logps = (policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps)
+    tie = margins.abs() <= TIE_RTOL * beta * sum(x.detach().abs() for x in logps)
     return PreferenceLossOutput(
         losses=losses,
         chosen_rewards=chosen_rewards,
         rejected_rewards=rejected_rewards,
-        reward_accuracies=(chosen_rewards > rejected_rewards).to(chosen_rewards.dtype),
-        margins=chosen_rewards - rejected_rewards,
+        reward_accuracies=(margins > 0).to(margins.dtype).masked_fill(tie, 0.5),
+        margins=margins,
     )

@@ -4,7 +4,8 @@ Table 1's analogue (each stage's Greedy / MAJ@N / ORM_VOTE@N / ORM_MAX@N with 95
 deltas), the PRM diagnostics (Table 5, Figure 3), Table 4's analogue (dynamic vs fixed vs no
 margin), Figure 2's analogue (accuracy vs gamma) and training curves as PNGs, the wall time of
 every step, and plain-language verdicts that say when a stage did NOT help.
-With several seeds, cells are mean ± standard deviation over seeds.
+With several seeds, cells are mean ± standard deviation over seeds. Which table a row lands in and
+what its Δ is against come from the run's typed ``rows.json`` (``sppd.report_rows``), never its label.
 """
 
 from __future__ import annotations
@@ -14,9 +15,13 @@ import statistics
 from pathlib import Path
 
 from sppd.io import atomic_write_text
+from sppd.report_rows import ReportRow, RowKind, load_rows
 from sppd.settings import RunConfig
+from sppd.types import MarginMode
 
-MAIN_ROWS = ["Base", "SFT-PRM", "+DPO-PRM", "+SPPD"]
+# Table 1 shows the method's chain in this order, then controls; the kinds that trained a model of their own
+CHAIN_KINDS = [RowKind.BASE, RowKind.SFT, RowKind.DPO, RowKind.SPPD, RowKind.STAGE, RowKind.CONTROL]
+TRAINED_KINDS = {RowKind.SFT, RowKind.DPO, RowKind.SPPD, RowKind.STAGE, RowKind.CONTROL}
 METHODS = [("greedy", "Greedy"), ("maj", "MAJ@{n}"), ("orm_vote", "ORM_VOTE@{n}"), ("orm_max", "ORM_MAX@{n}")]
 
 
@@ -67,8 +72,8 @@ def table(runs: list[dict], rows: list[tuple[str, str | None]], bench: str, n: i
     return "\n".join(lines)
 
 
-def verdict(runs, a: str, b: str, bench: str, what: str) -> str:
-    """One sentence comparing row ``a`` with row ``b`` on greedy accuracy, honest about noise."""
+def verdict(runs, a: str | None, b: str | None, bench: str, what: str) -> str:
+    """One sentence comparing row ``a`` with row ``b`` on greedy accuracy, honest about noise (None: not run)."""
     ma, mb = _mean(runs, a, bench, "greedy"), _mean(runs, b, bench, "greedy")
     if ma is None or mb is None:
         return f"- {what}: not run."
@@ -81,10 +86,11 @@ def verdict(runs, a: str, b: str, bench: str, what: str) -> str:
     return f"- {what}: {a} {word} {b} by {diff:+.1f} points greedy{overlap}."
 
 
-def plot_gamma(runs: list[dict], bench: str, n: int, path: Path) -> bool:
-    """Figure 2's analogue: greedy and MAJ@N accuracy against gamma (log x axis)."""
-    gammas = sorted({float(k.split("/", 1)[1]) for r in runs for k in r["evals"] if k.startswith("gamma/")})
-    if not gammas:
+def plot_gamma(
+    runs: list[dict], gamma_rows: list[ReportRow], start: str | None, bench: str, n: int, path: Path
+) -> bool:
+    """Figure 2's analogue: greedy and MAJ@N accuracy against gamma (log x axis); ``start``: a reference line."""
+    if not gamma_rows:
         return False
     import matplotlib
 
@@ -93,11 +99,11 @@ def plot_gamma(runs: list[dict], bench: str, n: int, path: Path) -> bool:
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for method, label in [("greedy", "Greedy"), ("maj", f"MAJ@{n}")]:
-        ys = [_mean(runs, f"gamma/{g:g}", bench, method) for g in gammas]
-        pts = [(g, 100 * y) for g, y in zip(gammas, ys) if y is not None]
+        ys = [(r.gamma, _mean(runs, r.name, bench, method)) for r in gamma_rows]
+        pts = [(g, 100 * y) for g, y in ys if y is not None]
         if pts:
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
-    base = _mean(runs, "+DPO-PRM", bench, "greedy")
+    base = _mean(runs, start, bench, "greedy")
     if base is not None:
         ax.axhline(100 * base, ls="--", c="gray", label="DPO-PRM (start), greedy")
     ax.set_xscale("log")
@@ -111,7 +117,7 @@ def plot_gamma(runs: list[dict], bench: str, n: int, path: Path) -> bool:
     return True
 
 
-def plot_training(run: dict, path: Path) -> bool:
+def plot_training(rows: list[ReportRow], path: Path) -> bool:
     """Loss (and reward accuracy for preference objectives) per optimizer step for every training run."""
     import matplotlib
 
@@ -119,11 +125,11 @@ def plot_training(run: dict, path: Path) -> bool:
     import matplotlib.pyplot as plt
 
     curves = {}
-    for row, folder in run["models"].items():
-        metrics = Path(folder) / "metrics.jsonl"
-        if metrics.exists() and row not in curves and not row.startswith(("Base", "gamma/", "ablation/")):
+    for row in rows:
+        metrics = Path(row.model) / "metrics.jsonl"
+        if metrics.exists() and row.kind in TRAINED_KINDS:
             lines = [json.loads(x) for x in metrics.read_text().splitlines() if x.strip()]
-            curves[row] = [m for m in lines if "loss" in m]
+            curves[row.name] = [m for m in lines if "loss" in m]
     if not curves:
         return False
     fig, axes = plt.subplots(1, len(curves), figsize=(3.2 * len(curves), 3), squeeze=False)
@@ -162,58 +168,10 @@ def write_report(cfg: RunConfig, runs: list[dict]) -> Path:
         "",
     ]
     first = runs[0]
+    rows = load_rows(Path(first["run_dir"]))  # every seed runs the same rows
     for bench in cfg.eval.benchmarks:
-        stage_rows = [r for r in first["evals"] if r.startswith("+SPPD-Stage")]
-        chain = [r for r in MAIN_ROWS if r in first["evals"]] + stage_rows
-        start = "+DPO-PRM" if "+DPO-PRM" in first["evals"] else "Base"  # Instruct recipes skip SFT/DPO
-        rows = [(r, chain[i - 1] if i else None) for i, r in enumerate(chain)]
-        # Stage 2 continues from the model it resampled with (pipeline.stage2_init), not always +SPPD
-        rows = [(r, first.get("stage2_from", p) if r == "+SPPD-Stage2" else p) for r, p in rows]
-        rows += [(r, "Base") for r in first["evals"] if r.startswith("Control")]
-        out += [f"## Table 1 analogue — {bench}", "", table(runs, rows, bench, n), ""]
-        out += [
-            "Verdicts:",
-            verdict(runs, "SFT-PRM", "Base", bench, "SFT-PRM"),
-            verdict(runs, "+DPO-PRM", "SFT-PRM", bench, "DPO-PRM"),
-            verdict(runs, "+SPPD", "+DPO-PRM", bench, "SPPD step-DPO"),
-            *[verdict(runs, r, p, bench, r) for r, p in rows if r.startswith("+SPPD-Stage")],
-            *[
-                verdict(runs, "+SPPD", r, bench, "self-training vs the same compute of pretraining")
-                for r, _ in rows
-                if r.startswith("Control")
-            ],
-            "",
-        ]
-        dyn = "ablation/dynamic margin" if "ablation/dynamic margin" in first["evals"] else "+SPPD"
-        na = cfg.pipeline.ablation_eval_samples or n  # the N every ablation row was evaluated with
-        base = "ablation/start" if "ablation/start" in first["evals"] else start  # start, at N=na
-        abl = [(dyn, base), ("ablation/fixed margin", base), ("ablation/no margin", base)]
-        out += [
-            f"## Table 4 analogue — margin ablation from DPO-PRM ({bench})",
-            "",
-            f"Dynamic: γ={cfg.pipeline.step_dpo.gamma:g}·(V(s_w)−V(s_l)); fixed: the mean of that margin over the "
-            f"same pairs; none: plain Step-DPO. Δ is against {start}, the common starting point. All rows "
-            f"(and {start} for the Δ) evaluated with N={na}.",
-            "",
-            table(runs, abl, bench, na, METHODS[:2]),
-            "",
-            verdict(runs, dyn, "ablation/fixed margin", bench, "dynamic vs fixed margin"),
-            verdict(runs, "ablation/fixed margin", "ablation/no margin", bench, "fixed vs no margin"),
-            "",
-        ]
-        gamma_png = root / f"figure2_gamma_{bench}.png"
-        if plot_gamma(runs, bench, na, gamma_png):
-            gamma_rows = sorted(
-                (r for r in first["evals"] if r.startswith("gamma/")), key=lambda r: float(r.split("/")[1])
-            )
-            out += [
-                f"## Figure 2 analogue — accuracy vs γ ({bench})",
-                "",
-                f"![gamma sweep]({gamma_png.name})",
-                "",
-                table(runs, [(r, base) for r in gamma_rows], bench, na, METHODS[:2]),
-                "",
-            ]
+        out += _table1_section(runs, rows, bench, n)
+        out += _ablation_sections(cfg, runs, rows, bench)
     if first.get("val"):
         vb = cfg.pipeline.val_benchmark
         out += [
@@ -232,7 +190,7 @@ def write_report(cfg: RunConfig, runs: list[dict]) -> Path:
     if first.get("skipped"):
         out += ["## Steps skipped", "", *[f"- {s}" for s in first["skipped"]], ""]
     out += _prm_section(root)
-    if plot_training(first, root / "training_curves.png"):
+    if plot_training(rows, root / "training_curves.png"):
         out += ["## Training curves", "", "![training curves](training_curves.png)", ""]
     out += ["## Wall time per step (seconds)", "", "| step | seconds |", "|---|---:|"]
     out += [f"| {k} | {v:.1f} |" for k, v in first["timings"].items()]
@@ -240,6 +198,74 @@ def write_report(cfg: RunConfig, runs: list[dict]) -> Path:
     path = root / "report.md"
     atomic_write_text(path, "\n".join(out) + "\n")
     return path
+
+
+def _row(rows: list[ReportRow], kind: RowKind, margin: MarginMode | None = None) -> ReportRow | None:
+    """The first row of ``kind`` (and ``margin``), None when the run has none."""
+    return next((r for r in rows if r.kind == kind and (margin is None or r.margin == margin)), None)
+
+
+def _name(row: ReportRow | None) -> str | None:
+    return row.name if row else None
+
+
+def _table1_section(runs: list[dict], rows: list[ReportRow], bench: str, n: int) -> list[str]:
+    """Table 1's analogue: the method's chain, each row's Δ against the model it started from, then verdicts."""
+    chain = sorted((r for r in rows if r.kind in CHAIN_KINDS), key=lambda r: CHAIN_KINDS.index(r.kind))
+    base, sft, dpo, sppd = (_name(_row(rows, k)) for k in (RowKind.BASE, RowKind.SFT, RowKind.DPO, RowKind.SPPD))
+    return [
+        f"## Table 1 analogue — {bench}",
+        "",
+        table(runs, [(r.name, r.start) for r in chain], bench, n),
+        "",
+        "Verdicts:",
+        verdict(runs, sft, base, bench, "SFT-PRM"),
+        verdict(runs, dpo, sft, bench, "DPO-PRM"),
+        verdict(runs, sppd, dpo, bench, "SPPD step-DPO"),
+        *[verdict(runs, r.name, r.start, bench, r.name) for r in chain if r.kind == RowKind.STAGE],
+        *[
+            verdict(runs, sppd, r.name, bench, "self-training vs the same compute of pretraining")
+            for r in chain
+            if r.kind == RowKind.CONTROL
+        ],
+        "",
+    ]
+
+
+def _ablation_sections(cfg: RunConfig, runs: list[dict], rows: list[ReportRow], bench: str) -> list[str]:
+    """Table 4's analogue (margin modes) and Figure 2's (gamma sweep), every row at the ablations' N."""
+    root = Path(cfg.run_dir)
+    sppd = _row(rows, RowKind.SPPD)
+    dyn = _row(rows, RowKind.ABLATION, MarginMode.DYNAMIC) or sppd  # no ablations: the SPPD row alone
+    fixed, none = _row(rows, RowKind.ABLATION, MarginMode.FIXED), _row(rows, RowKind.ABLATION, MarginMode.NONE)
+    start_row = _row(rows, RowKind.ABLATION_START) or sppd
+    start = start_row.start if start_row else None  # the model every ablation trained from
+    na = cfg.pipeline.ablation_eval_samples or cfg.eval.n_samples  # the N every ablation row was evaluated with
+    out = [
+        f"## Table 4 analogue — margin ablation from DPO-PRM ({bench})",
+        "",
+        f"Dynamic: γ={cfg.pipeline.step_dpo.gamma:g}·(V(s_w)−V(s_l)); fixed: the mean of that margin over the "
+        f"same pairs; none: plain Step-DPO. Δ is against {start}, the common starting point. All rows "
+        f"(and {start} for the Δ) evaluated with N={na}.",
+        "",
+        table(runs, [(r.name, r.start) for r in (dyn, fixed, none) if r], bench, na, METHODS[:2]),
+        "",
+        verdict(runs, _name(dyn), _name(fixed), bench, "dynamic vs fixed margin"),
+        verdict(runs, _name(fixed), _name(none), bench, "fixed vs no margin"),
+        "",
+    ]
+    gamma_rows = sorted((r for r in rows if r.kind == RowKind.GAMMA), key=lambda r: r.gamma)
+    gamma_png = root / f"figure2_gamma_{bench}.png"
+    if plot_gamma(runs, gamma_rows, _name(_row(rows, RowKind.DPO)), bench, na, gamma_png):
+        out += [
+            f"## Figure 2 analogue — accuracy vs γ ({bench})",
+            "",
+            f"![gamma sweep]({gamma_png.name})",
+            "",
+            table(runs, [(r.name, r.start) for r in gamma_rows], bench, na, METHODS[:2]),
+            "",
+        ]
+    return out
 
 
 def _val_cell(runs: list[dict], row: str) -> str:

@@ -163,6 +163,7 @@ HOSTILE = [
 ]
 
 
+@pytest.mark.slow
 def test_hostile_answers_are_wrong_within_the_timeout(quick_grader):
     start = time.monotonic()
     results = quick_grader.grade_many([("5", answer) for answer in HOSTILE])
@@ -175,6 +176,7 @@ def test_hostile_answers_are_wrong_within_the_timeout(quick_grader):
     assert quick_grader.grade_many([("x+1", "1+x")])[0].path is GradePath.VERIFY
 
 
+@pytest.mark.slow
 def test_one_hostile_answer_is_bounded(quick_grader):
     start = time.monotonic()
     result = quick_grader.grade_many([("5", "2^{2^{2^{2^{2^{2^{99}}}}}}")])[0]
@@ -202,6 +204,7 @@ def test_grading_from_a_worker_thread(grader):
     assert out[0].path is GradePath.VERIFY
 
 
+@pytest.mark.slow
 def test_dead_worker_is_replaced(quick_grader):
     quick_grader.grade("x+1", "1+x")
     for worker in quick_grader._pool._workers:

@@ -94,6 +94,7 @@ def test_mc_scorer_leaves_dead_ends_unvalued(tmp_path):
     assert summary["unvalued_nodes"] == 1 and tree.nodes[0].value_source == "mc"
 
 
+@pytest.mark.slow
 def test_toy_prm_flow_train_score_report(tmp_path):
     """prm train (random init) -> score with every packing mode -> report files."""
     write_trees(tmp_path, n_shards=2, per_shard=4)

@@ -118,6 +118,7 @@ def test_each_distinct_node_is_labelled_once():
     assert examples[2][2] == [0.0]
 
 
+@pytest.mark.slow
 def test_training_changes_parameters_and_loss_is_finite(tiny_policy_dir):
     trees = toy_trees(8)
     cfg = PRMTrainConfig(epochs=3, lr=3e-3, batch_size=4, val_fraction=0.3, init_from_policy=True)

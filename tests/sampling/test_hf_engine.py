@@ -1,5 +1,6 @@
 """The transformers engine against transformers' own generate and forward pass."""
 
+import pytest
 import torch
 
 from sppd.sampling.engine import FinishReason, GenerationParams
@@ -42,6 +43,7 @@ def test_logps_are_untempered_model_logprobs(tiny_policy):
             assert torch.allclose(torch.tensor(s.token_logps), torch.tensor(want), atol=1e-4)
 
 
+@pytest.mark.slow
 def test_stops_at_first_delimiter_and_is_seeded(tiny_policy):
     model, tok = tiny_policy
     engine = HFEngine(model, tok, batch_size=64)

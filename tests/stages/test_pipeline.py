@@ -2,6 +2,9 @@
 
 from pathlib import Path
 
+import pytest
+
+from sppd.report_rows import RowKind, load_rows
 from sppd.reporting import table, verdict
 from sppd.settings import load_run_config
 from sppd.stages import pipeline
@@ -26,8 +29,9 @@ def _cfg(run_dir, model_dir, *extra):
     )
 
 
+@pytest.mark.slow
 def test_pipeline_runs_resumes_and_reports(tmp_path, tiny_policy_dir):
-    run, model_dir = tmp_path / "run", tiny_policy_dir
+    run = tmp_path / "run"
     first = pipeline.main(_cfg(run, tiny_policy_dir))
     report = Path(first["report"]).read_text()
     assert "## Table 1 analogue — toy" in report and "## Table 4 analogue" in report
@@ -45,7 +49,10 @@ def test_pipeline_runs_resumes_and_reports(tmp_path, tiny_policy_dir):
     chosen = next(r for r in ["Base", "SFT-PRM", "+DPO-PRM", "+SPPD"] if val[r] == best)
     assert f"Stage 2 starts from {chosen} " in report and "## Model selection on the validation set (toy-val" in report
     s2 = (run / "stage2" / "trees" / "manifest.json").read_text()
-    assert first["runs"][0]["models"].get(chosen, "@@") in s2 or (chosen == "Base" and str(model_dir) in s2)
+    rows = {r.name: r for r in load_rows(run)}  # rows.json: what each evaluated row is, typed
+    assert rows[chosen].model in s2 and rows["+SPPD-Stage2"].start == chosen
+    assert rows["+SPPD-Stage2"].kind is RowKind.STAGE and rows["gamma/0.5"].gamma == 0.5
+    assert rows["ablation/start"].n == 4 and rows["ablation/start"].start == "+DPO-PRM"
     for folder in ["stage1/trees", "stage1/scored", "stage1/data/sft", "prm", "eval/Base", "stage2/trees"]:
         assert (run / folder / "manifest.json").exists(), folder
     # a rerun finds every stage complete: same numbers, nothing recomputed
@@ -86,8 +93,6 @@ def test_seed_runs_show_mean_and_std():
 
 def test_stage2_start_is_the_best_on_validation_ties_to_the_earlier(tmp_path, monkeypatch):
     """Selection logic only: the validation accuracies are given (validate is replaced)."""
-    import pytest
-
     from sppd.config import ConfigError
     from sppd.types import Stage2Init
 

@@ -8,7 +8,11 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from sppd.io import StageDir
+
+pytestmark = pytest.mark.slow  # multi-process: every test here starts other Python processes
 
 
 def _cli(*args, env=None):

@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -73,6 +74,7 @@ def test_lr_schedule():
     assert abs(lr_at(110, cfg) - 0.1) < 1e-9
 
 
+@pytest.mark.slow
 def test_tiny_pretrain_writes_loadable_folder(tmp_path):
     cfg = tiny_cfg()
     summary = run_pretrain(cfg, tmp_path, progress=False)
@@ -93,6 +95,7 @@ def test_tiny_pretrain_writes_loadable_folder(tmp_path):
     assert 0.0 <= acc <= 1.0
 
 
+@pytest.mark.slow
 def test_cached_base_model_reuses_complete_folder(tmp_path):
     cfg = tiny_cfg(steps=2, eval_every=0)
     folder = cached_base_model(cfg, tmp_path, progress=False)
@@ -139,6 +142,7 @@ def test_greedy_accuracy_counts_right_answers_through_left_padding():
     assert tok.padding_side == "left"
 
 
+@pytest.mark.slow
 def test_cached_base_model_clears_stale_temporary_folders(tmp_path):
     cfg = tiny_cfg(steps=1, eval_every=0)
     stale = tmp_path / f".tmp-toy-base-{config_hash(cfg)}-999999999"

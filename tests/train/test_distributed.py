@@ -16,6 +16,8 @@ from toy_records import make_run_config
 from sppd.config import dump_yaml
 from sppd.stages.train import main
 
+pytestmark = pytest.mark.slow  # multi-process: every test here starts other Python processes
+
 LAUNCHED = """\
 import sys
 from sppd.settings import load_run_config

@@ -33,6 +33,7 @@ def max_diff(a: dict, b: dict) -> float:
 
 
 @pytest.mark.parametrize("objective", ["sft", "dpo", "step_dpo"])
+@pytest.mark.slow
 def test_each_objective_trains_and_saves_a_loadable_model(tmp_path, tiny_policy_dir, objective):
     from transformers import AutoModelForCausalLM
 
@@ -72,6 +73,7 @@ def test_intermediate_steps_in_step_dpo_batches_carry_no_eos(tmp_path, tiny_poli
 
 
 @pytest.mark.parametrize("objective,optimizer", [("step_dpo", "sgd"), ("sft", "adamw")])
+@pytest.mark.slow
 def test_gradient_accumulation_invariance(tmp_path, tiny_policy_dir, objective, optimizer):
     """batch 4 x accum 1 and batch 2 x accum 2 take the same steps (8 examples, 2 steps)."""
     common = dict(max_steps=2, optimizer=optimizer, lr=0.05 if optimizer == "sgd" else 1e-3, max_grad_norm=0.0)
@@ -85,6 +87,7 @@ def test_gradient_accumulation_invariance(tmp_path, tiny_policy_dir, objective, 
         assert ra["grad_norm"] == pytest.approx(rb["grad_norm"], rel=1e-4)
 
 
+@pytest.mark.slow
 def test_resume_gives_the_uninterrupted_result(tmp_path, tiny_policy_dir):
     """4 steps straight vs 2 steps, a 'kill', then a resumed run: same parameters and metrics."""
     common = dict(max_steps=4, optimizer="adamw", warmup_ratio=0.25, save_every=2, batch_size=2)
@@ -104,6 +107,7 @@ def test_resume_gives_the_uninterrupted_result(tmp_path, tiny_policy_dir):
     assert [r["lr"] for r in metrics(out)][:2] == pytest.approx([1e-3, 1e-3])
 
 
+@pytest.mark.slow
 def test_first_step_loss_is_the_hand_derived_margin_loss(tmp_path, tiny_policy_dir):
     """At step 1 the policy equals the reference (h = 0), so loss_i = -log σ(-m_i) = softplus(m_i)
     with m_i = γ(V(s_w) - V(s_l)) per pair (Eq. 5): the loop must use each pair's own values."""
@@ -133,6 +137,7 @@ def test_first_step_loss_is_the_hand_derived_margin_loss(tmp_path, tiny_policy_d
 
 
 @pytest.mark.parametrize("objective", ["dpo", "step_dpo"])
+@pytest.mark.slow
 def test_chosen_nll_term_adds_weight_times_per_token_nll(tmp_path, tiny_policy_dir, objective):
     """loss = preference loss + w * (-log pi(y_w) / |y_w|), averaged over pairs; at step 1 the
     preference part is the same as without the term, and the logged NLL matches the pairs'

@@ -20,6 +20,7 @@ from pathlib import Path
 from sppd import runtime
 from sppd.io import StageDir, atomic_write_json
 from sppd.records import SFTExample, StepPair
+from sppd.report_rows import ReportRow, RowKind, save_rows
 from sppd.settings import RunConfig, TrainConfig
 from sppd.stages import common
 from sppd.types import NO_PRM, MarginMode, Objective, Stage2Init
@@ -43,7 +44,7 @@ class Timer:
 
 
 class Pipeline:
-    """One seed's run of the method; ``rows`` collects the evaluations the report shows."""
+    """One seed's run of the method; ``rows`` types the evaluations the report shows."""
 
     def __init__(self, cfg: RunConfig):
         from sppd.prm.registry import trained_in_run
@@ -60,7 +61,7 @@ class Pipeline:
         )
         self.timer = Timer(self.root / "timings.json")
         self.evals: dict[str, dict] = {}
-        self.models: dict[str, str] = {}
+        self.rows: list[ReportRow] = []  # in evaluation order; saved as rows.json for the report
         self.val: dict[str, float] = {}  # row -> greedy accuracy on pipeline.val_benchmark
         self.skipped: list[str] = []
         self.notes: list[str] = []
@@ -99,23 +100,23 @@ class Pipeline:
         self.timer.run(f"{name}/train", lambda: train.main(dataclasses.replace(self.cfg, train=t)))
         return str(out)
 
-    def evaluate(self, row: str, model: str, n_samples: int | None = None) -> dict:
+    def evaluate(
+        self, row: str, kind: RowKind, model: str, start: str | None, n_samples: int | None = None, **fields
+    ) -> dict:
+        """Evaluate ``model`` as report row ``row`` (``fields``: the row's gamma or margin)."""
         from sppd.stages import eval as eval_stage
 
-        same = [
-            r
-            for r, m in self.models.items()
-            if m == model and (n_samples or self.cfg.eval.n_samples) == self.evals[r]["_meta"]["n_samples"]
-        ]
+        n = n_samples or self.cfg.eval.n_samples
+        self.rows.append(ReportRow(row, kind, model, start, n, **fields))
+        same = [r.name for r in self.rows[:-1] if r.model == model and r.n == n]
         if same:  # a skipped step leaves the model unchanged: its evaluation is the same
-            self.evals[row], self.models[row] = self.evals[same[0]], model
+            self.evals[row] = self.evals[same[0]]
             return self.evals[row]
         e = self.cfg.eval if n_samples is None else dataclasses.replace(self.cfg.eval, n_samples=n_samples)
         cfg = dataclasses.replace(self.cfg, eval=e)
         folder = self.root / "eval" / row.replace("/", "_").replace(" ", "_")
         metrics = self.timer.run(f"eval/{row}", lambda: eval_stage.main(cfg, model_path=model, out_dir=str(folder)))
         self.evals[row] = metrics
-        self.models[row] = model
         return metrics
 
     def validate(self, row: str, model: str) -> float | None:
@@ -125,7 +126,7 @@ class Pipeline:
         p = self.cfg.pipeline
         if not p.val_benchmark:
             return None
-        same = [r for r, m in self.models.items() if m == model and r in self.val]
+        same = [r.name for r in self.rows if r.model == model and r.name in self.val]
         if same:
             self.val[row] = self.val[same[0]]
             return self.val[row]
@@ -170,7 +171,7 @@ class Pipeline:
             )
             self.timer.run("stage1/prm_train", lambda: prm_train.main(cfg, out_dir=self.prm_dir))
         data = self.score_and_build("stage1", trees)
-        self.evaluate("Base", base)  # after the PRM exists: ORM methods need it
+        self.evaluate("Base", RowKind.BASE, base, None)  # after the PRM exists: ORM methods need it
         self.timer.run(
             "stage1/prm_report",
             lambda: prm_report.main(
@@ -181,25 +182,28 @@ class Pipeline:
         chain = [("Base", base)]  # the Stage-1 models, in order (candidates for Stage 2's start)
         if p.sentence_level:  # Instruct models skip the sentence-level warm-up (§6.3)
             sft = self.train("stage1/sft", p.sft, data / "sft", base)
-            self.evaluate("SFT-PRM", sft)
+            self.evaluate("SFT-PRM", RowKind.SFT, sft, "Base")
             dpo = self.train("stage1/dpo", p.dpo, data / "dpo", sft)
-            self.evaluate("+DPO-PRM", dpo)
+            self.evaluate("+DPO-PRM", RowKind.DPO, dpo, "SFT-PRM")
             chain += [("SFT-PRM", sft), ("+DPO-PRM", dpo)]
         sppd = self.train("stage1/sppd", p.step_dpo, data / "step_pairs", dpo)
-        self.evaluate("+SPPD", sppd)
+        dpo_row = chain[-1][0]  # +DPO-PRM, or Base where the sentence-level warm-up is skipped
+        self.evaluate("+SPPD", RowKind.SPPD, sppd, dpo_row)
         chain.append(("+SPPD", sppd))
-        self.ablations(data / "step_pairs", dpo, sppd)
+        self.ablations(data / "step_pairs", dpo, sppd, dpo_row)
         if self.task.synthetic and p.control:  # the control continues pretraining on the world's corpus
             self.control(base)
         model = self.stage2_start(chain) if p.stages >= 2 else sppd
+        prev = self.stage2_from
         for stage in range(2, p.stages + 1):
             name = f"stage{stage}"
             stage_data = self.score_and_build(name, self.sample(name, model))
             model = self.train(f"{name}/sppd", p.step_dpo, stage_data / "step_pairs", model)
-            self.evaluate(f"+SPPD-Stage{stage}", model)
+            self.evaluate(f"+SPPD-Stage{stage}", RowKind.STAGE, model, prev)
+            prev = f"+SPPD-Stage{stage}"
         return self.summary()
 
-    def ablations(self, pairs: Path, dpo: str, sppd: str) -> None:
+    def ablations(self, pairs: Path, dpo: str, sppd: str, dpo_row: str) -> None:
         """Table 4 (dynamic vs fixed vs no margin) and Figure 2 (gamma sweep), all from DPO-PRM.
 
         Every row of both is evaluated with the same N (``ablation_eval_samples``): the SPPD model
@@ -211,22 +215,23 @@ class Pipeline:
         step = p.step_dpo
         if not (p.margin_ablation or p.gammas):
             return
-        self.evaluate("ablation/start", dpo, n)  # the common start, at the same N (the deltas' base)
-        dynamic = self.evaluate("ablation/dynamic margin", sppd, n)
+        start = "ablation/start"  # the common start, at the same N (the deltas' base)
+        self.evaluate(start, RowKind.ABLATION_START, dpo, dpo_row, n)
+        self.evaluate("ablation/dynamic margin", RowKind.ABLATION, sppd, start, n, margin=MarginMode.DYNAMIC)
         if p.margin_ablation:
             mean_margin = step.gamma * mean_value_gap(pairs)
             fixed = self.train(
                 "stage1/ablate-fixed", step, pairs, dpo, margin=MarginMode.FIXED, fixed_margin=round(mean_margin, 6)
             )
-            self.evaluate("ablation/fixed margin", fixed, n)
+            self.evaluate("ablation/fixed margin", RowKind.ABLATION, fixed, start, n, margin=MarginMode.FIXED)
             none = self.train("stage1/ablate-none", step, pairs, dpo, margin=MarginMode.NONE)
-            self.evaluate("ablation/no margin", none, n)
+            self.evaluate("ablation/no margin", RowKind.ABLATION, none, start, n, margin=MarginMode.NONE)
         for gamma in p.gammas:
             if gamma == step.gamma and step.margin == MarginMode.DYNAMIC:
-                self.evals[f"gamma/{gamma:g}"] = dynamic
-                continue
-            model = self.train(f"stage1/gamma-{gamma:g}", step, pairs, dpo, margin=MarginMode.DYNAMIC, gamma=gamma)
-            self.evaluate(f"gamma/{gamma:g}", model, n)
+                model = sppd  # the SPPD run itself: evaluate() reuses its evaluation at this N
+            else:
+                model = self.train(f"stage1/gamma-{gamma:g}", step, pairs, dpo, margin=MarginMode.DYNAMIC, gamma=gamma)
+            self.evaluate(f"gamma/{gamma:g}", RowKind.GAMMA, model, start, n, gamma=gamma)
 
     def control(self, base: str) -> None:
         """Continue pretraining on the (noisy) base corpus for as many tokens as self-training used."""
@@ -242,17 +247,17 @@ class Pipeline:
             self.cfg.pipeline.sft, objective=Objective.SFT, lr=toy.lr * toy.min_lr_ratio, epochs=1
         )
         model = self.train("control/continued", tcfg, data, base)
-        self.evaluate("Control: base + continued pretraining", model)
+        self.evaluate("Control: base + continued pretraining", RowKind.CONTROL, model, "Base")
 
     def summary(self) -> dict:
+        save_rows(self.root, self.rows)
         return {
+            "run_dir": str(self.root),  # its rows.json says what each row of ``evals`` is
             "evals": self.evals,
-            "models": self.models,
             "timings": self.timer.times,
             "skipped": self.skipped,
             "val": self.val,
             "notes": self.notes,
-            "stage2_from": self.stage2_from,
         }
 
 

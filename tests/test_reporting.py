@@ -1,0 +1,79 @@
+"""report.md is laid out from typed rows (rows.json): a row's kind and start, never its label."""
+
+import json
+
+import pytest
+
+from sppd.io import DataFileError
+from sppd.report_rows import ReportRow, RowKind, load_rows, save_rows
+from sppd.reporting import write_report
+from sppd.settings import load_run_config
+from sppd.types import MarginMode
+
+K = RowKind
+# Every name below would have put its row in the wrong table had the report parsed labels.
+ROWS = [
+    (ReportRow("Pretrained", K.BASE, "m0", None, 3), 0.40),
+    (ReportRow("warm-up", K.SFT, "m1", "Pretrained", 3), 0.50),
+    (ReportRow("pref", K.DPO, "m2", "warm-up", 3), 0.55),
+    (ReportRow("gamma/7", K.SPPD, "m3", "pref", 3), 0.60),
+    (ReportRow("common start", K.ABLATION_START, "m2", "pref", 4), 0.52),
+    (ReportRow("+SPPD-Stage9", K.ABLATION, "m3", "common start", 4, margin=MarginMode.DYNAMIC), 0.58),
+    (ReportRow("Control: x", K.ABLATION, "m4", "common start", 4, margin=MarginMode.FIXED), 0.54),
+    (ReportRow("Base", K.GAMMA, "m5", "common start", 4, gamma=0.5), 0.61),
+    (ReportRow("ablation/no margin", K.CONTROL, "m6", "Pretrained", 3), 0.45),
+]
+
+
+def _section(report: str, title: str) -> str:
+    """The text of the ``## title...`` section, up to the next section."""
+    return report.split(f"## {title}", 1)[1].split("\n## ", 1)[0]
+
+
+def _table_rows(section: str) -> dict[str, str]:
+    """Row name -> the table line, for the lines of a markdown table in ``section``."""
+    return {line.split(" | ")[0][2:]: line for line in section.splitlines() if line.startswith("| ")}
+
+
+def test_rows_reach_the_report_by_kind_and_start_not_by_label(tmp_path):
+    cfg = load_run_config("toy-tiny", [f"run_dir={tmp_path}", "pipeline.ablation_eval_samples=4"])
+    save_rows(tmp_path, [row for row, _ in ROWS])
+    evals = {
+        row.name: {cfg.eval.benchmarks[0]: {m: {"acc": a, "lo": a - 0.05, "hi": a + 0.05} for m in ("greedy", "maj")}}
+        for row, a in ROWS
+    }
+    run = {"run_dir": str(tmp_path), "evals": evals, "timings": {}, "skipped": [], "val": {}, "notes": []}
+    report = write_report(cfg, [run]).read_text()
+
+    table1 = _table_rows(_section(report, "Table 1 analogue"))
+    assert list(table1)[1:] == ["Pretrained", "warm-up", "pref", "gamma/7", "ablation/no margin"]
+    assert table1["warm-up"].endswith("| +10.0 | +10.0 |") and table1["gamma/7"].endswith("| +5.0 | +5.0 |")
+    assert table1["ablation/no margin"].endswith("| +5.0 | +5.0 |")  # a control: Δ against the base it continued
+    assert "- SPPD step-DPO: gamma/7 improves on pref by +5.0 points greedy" in report
+    assert (
+        "- self-training vs the same compute of pretraining: gamma/7 improves on ablation/no margin by +15.0" in report
+    )
+
+    table4 = _section(report, "Table 4 analogue")
+    assert list(_table_rows(table4))[1:] == ["+SPPD-Stage9", "Control: x"]
+    assert _table_rows(table4)["+SPPD-Stage9"].endswith("| +6.0 | +6.0 |")  # against the common start
+    assert "Δ is against pref, the common starting point" in table4 and "| MAJ@4 |" in table4
+    assert "- dynamic vs fixed margin: +SPPD-Stage9 improves on Control: x by +4.0" in table4
+
+    gammas = _table_rows(_section(report, "Figure 2 analogue"))
+    assert list(gammas)[1:] == ["Base"] and gammas["Base"].endswith("| +9.0 | +9.0 |")
+
+
+def test_rows_round_trip_and_a_bad_file_is_named(tmp_path):
+    rows = [row for row, _ in ROWS]
+    path = save_rows(tmp_path, rows)
+    assert load_rows(tmp_path) == rows
+    assert load_rows(tmp_path)[5].margin is MarginMode.DYNAMIC and load_rows(tmp_path)[0].kind is K.BASE
+    data = json.loads(path.read_text())
+    path.write_text(json.dumps({**data, "schema": 99}))
+    with pytest.raises(DataFileError, match="rows.json: field 'schema' is 99"):
+        load_rows(tmp_path)
+    data["rows"][1]["kind"] = "stage-7"
+    path.write_text(json.dumps(data))
+    with pytest.raises(DataFileError, match=r"rows.json: rows\[1\]: 'stage-7' is not a valid RowKind"):
+        load_rows(tmp_path)
