@@ -16,7 +16,10 @@ distinct node is labelled once (on the first complete path through it, in leaf o
 per path: a node near the root lies on most paths, so per-path labelling would weight the
 shallow, mostly easy states by their number of descendants and drown the late steps where the
 errors are. Once per node gives every distinct state the same weight, like the packed-tree
-scoring does.
+scoring does. The SFT/DPO loop's outer part (:func:`sppd.train.loop.train_loop`) is not used:
+its step plan (torch-seeded permutation, tail kept only when it fills every micro-batch, losses
+weighted over the whole step) would change the trained PRM, and a run of seconds to minutes
+needs no checkpoints.
 """
 
 from __future__ import annotations

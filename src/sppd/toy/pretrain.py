@@ -6,6 +6,13 @@ evaluates greedy accuracy on a fixed held-out test subset as it goes, and writes
 folder with the tokenizer, ``curve.jsonl``, ``curve.png`` and ``pretrain.json``. ``cached_base_model``
 returns such a folder for a config, training it only when no complete one exists.
 
+It shares the optimizer-step core with the SFT/DPO loop but not that loop's outer part
+(:func:`sppd.train.loop.train_loop`): its data order (a torch-seeded permutation per epoch,
+tail dropped) differs from the ``random.Random`` refill order the cached base models were
+trained on, so it would change every cached model, and its accelerate checkpoints buy nothing
+here: a killed pretraining restarts from scratch in a fresh temporary folder (see
+``cached_base_model``), which costs minutes.
+
 The loss covers the solution tokens and the final EOS only: question characters are uniform
 random draws, so their loss is irreducible noise that would dominate the reported loss and
 spend capacity, while the model is only ever used conditioned on a question.
