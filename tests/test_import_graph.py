@@ -56,9 +56,12 @@ ORDER = ("base", "schema", "component", "stage", "entry")
 COMPONENT_EDGES: dict[str, frozenset[str]] = {
     "sppd.data": frozenset({"sppd.packing", "sppd.prompting"}),
     "sppd.train": frozenset({"sppd.data", "sppd.losses", "sppd.packing"}),
-    "sppd.prm": frozenset({"sppd.packing", "sppd.sampling", "sppd.toy", "sppd.modeling"}),  # MC, toy PRM, tokenizer
+    "sppd.prm": frozenset(
+        {"sppd.packing", "sppd.sampling", "sppd.toy", "sppd.modeling", "sppd.train"}
+    ),  # MC, toy PRM, tokenizer
     "sppd.eval": frozenset({"sppd.prm", "sppd.sampling"}),  # ORM-scored sampling methods
     "sppd.judging": frozenset({"sppd.eval", "sppd.toy"}),  # answer checkers
+    "sppd.toy": frozenset({"sppd.train"}),  # pretraining runs on the one optimizer-step core
     "sppd.reporting": frozenset({"sppd.report_rows"}),  # the typed rows the pipeline writes
     "sppd.tasks": frozenset({"sppd.eval", "sppd.judging", "sppd.toy"}),  # loaders, judges, toy problems
 }

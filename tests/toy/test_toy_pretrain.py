@@ -15,11 +15,11 @@ from sppd.toy.pretrain import (
     collate,
     config_hash,
     greedy_accuracy,
-    lr_at,
     run_pretrain,
 )
 from sppd.toy.tokenizer import build_toy_tokenizer
 from sppd.toy.world import format_solution, generate_problems, solve
+from sppd.train.schedule import cosine_lr
 
 TINY_MODEL = ToyModelConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, seed=0)
 
@@ -69,9 +69,13 @@ def test_corpus_examples_end_with_eos_after_prompt():
 
 def test_lr_schedule():
     cfg = ToyPretrainConfig(lr=1.0, min_lr_ratio=0.1, warmup_steps=10, steps=110)
-    assert lr_at(0, cfg) == 0.1 and lr_at(9, cfg) == 1.0
-    assert abs(lr_at(60, cfg) - 0.55) < 1e-9  # half way through the cosine
-    assert abs(lr_at(110, cfg) - 0.1) < 1e-9
+
+    def lr_at(step: int) -> float:  # as _train calls it
+        return cosine_lr(step, cfg.lr, cfg.steps, cfg.warmup_steps, cfg.min_lr_ratio)
+
+    assert lr_at(0) == 0.1 and lr_at(9) == 1.0
+    assert abs(lr_at(60) - 0.55) < 1e-9  # half way through the cosine
+    assert abs(lr_at(110) - 0.1) < 1e-9
 
 
 @pytest.mark.slow

@@ -10,12 +10,16 @@ On disk it is an HF-style folder: the ``LlamaModel`` backbone (``config.json`` +
 ``model.safetensors`` via ``save_pretrained``), the tokenizer, ``value_head.safetensors`` and
 ``toy_prm.json`` (format version and training metrics).
 
-Training (``train_toy_prm``) fits soft targets, the trees' MC values, with binary cross-entropy
-at the newline of each step. Each distinct node is labelled once (on the first complete path
-through it, in leaf order), not once per path: a node near the root lies on most paths, so
-per-path labelling would weight the shallow, mostly easy states by their number of
-descendants and drown the late steps where the errors are. Once per node gives every distinct
-state the same weight, like the packed-tree scoring does.
+Training (``train_toy_prm``, on the shared step core :func:`sppd.train.steps.run_steps`) fits
+soft targets, the trees' MC values, with binary cross-entropy at the newline of each step. Each
+distinct node is labelled once (on the first complete path through it, in leaf order), not once
+per path: a node near the root lies on most paths, so per-path labelling would weight the
+shallow, mostly easy states by their number of descendants and drown the late steps where the
+errors are. Once per node gives every distinct state the same weight, like the packed-tree
+scoring does. The SFT/DPO loop's outer part (:func:`sppd.train.loop.train_loop`) is not used:
+its step plan (torch-seeded permutation, tail kept only when it fills every micro-batch, losses
+weighted over the whole step) would change the trained PRM, and a run of seconds to minutes
+needs no checkpoints.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import json
 import math
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +43,7 @@ from sppd.records import Tree
 from sppd.runtime import resolve_device
 from sppd.settings import PRMTrainConfig
 from sppd.toy.world import STEP_DELIMITER, prompt_text
+from sppd.train.steps import Step, StepResult, run_steps
 from sppd.types import DType, PRMLabel
 
 FORMAT_VERSION = 1
@@ -265,8 +270,6 @@ def train_toy_prm(
     (required then), else from a random toy Llama (``model_cfg``: a ``ToyModelConfig``).
     Returns the PRM and its metrics, held-out ones included (see ``evaluate_toy_prm``).
     """
-    from tqdm.auto import tqdm
-
     train_trees, val_trees = split_by_problem(trees, cfg.val_fraction, seed)
     if cfg.init_from_policy:
         if policy_path is None:
@@ -286,27 +289,8 @@ def train_toy_prm(
         )
     if not examples:
         raise ValueError("no labelled paths: do the trees have complete paths and MC values?")
-    optimizer = torch.optim.AdamW(prm.model.parameters(), lr=cfg.lr, weight_decay=0.01)
-    rng = random.Random(seed)
-    steps_per_epoch = math.ceil(len(examples) / cfg.batch_size)
-    bar = tqdm(total=cfg.epochs * steps_per_epoch, desc="prm train", unit="step", disable=not progress)
-    prm.model.train()
-    curve, start = [], time.perf_counter()
-    for epoch in range(cfg.epochs):
-        order = list(range(len(examples)))
-        rng.shuffle(order)
-        losses = []
-        for i in range(0, len(order), cfg.batch_size):
-            loss = bce_loss(prm, [examples[j] for j in order[i : i + cfg.batch_size]])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(prm.model.parameters(), 1.0)
-            optimizer.step()
-            losses.append(loss.item())
-            bar.update(1)
-            bar.set_postfix(loss=f"{losses[-1]:.4f}")
-        curve.append({"epoch": epoch + 1, "train_loss": sum(losses) / len(losses)})
-    bar.close()
+    start = time.perf_counter()
+    curve = _fit(prm, examples, cfg, seed, progress)
     prm.model.eval()
     metrics = {
         "train_problems": len(train_trees),
@@ -323,6 +307,43 @@ def train_toy_prm(
     if val_trees:
         metrics["val"] = evaluate_toy_prm(prm, val_trees, cfg.min_mc_paths)
     return prm, metrics
+
+
+def _epochs(n_examples: int, batch_size: int, epochs: int, rng: random.Random) -> Iterator[Step]:
+    """Every epoch a fresh shuffle of the examples, cut into batches (the last one may be short)."""
+    for _ in range(epochs):
+        order = list(range(n_examples))
+        rng.shuffle(order)
+        for i in range(0, n_examples, batch_size):
+            yield Step([order[i : i + batch_size]])
+
+
+def _fit(prm: ToyPRM, examples: list[LabelledPath], cfg: PRMTrainConfig, seed: int, progress: bool) -> list[dict]:
+    """AdamW at a constant learning rate, gradient norm clipped to 1 (the shared step core,
+    :func:`sppd.train.steps.run_steps`); returns the per-epoch mean training loss."""
+    from tqdm.auto import tqdm
+
+    optimizer = torch.optim.AdamW(prm.model.parameters(), lr=cfg.lr, weight_decay=0.01)
+    steps_per_epoch = math.ceil(len(examples) / cfg.batch_size)
+    bar = tqdm(total=cfg.epochs * steps_per_epoch, desc="prm train", unit="step", disable=not progress)
+    curve: list[dict] = []
+    losses: list[float] = []
+
+    def loss_fn(batch: list[int]) -> tuple[torch.Tensor, dict]:
+        loss = bce_loss(prm, [examples[j] for j in batch])
+        return loss, {"loss": loss}
+
+    def on_step(result: StepResult) -> None:
+        losses.append(result.sums["loss"].item())
+        bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        if (result.step + 1) % steps_per_epoch == 0:
+            curve.append({"epoch": len(curve) + 1, "train_loss": sum(losses) / len(losses)})
+            losses.clear()
+
+    steps = _epochs(len(examples), cfg.batch_size, cfg.epochs, random.Random(seed))
+    run_steps(prm.model, optimizer, steps, loss_fn, max_grad_norm=1.0, on_step=on_step, bar=bar)
+    bar.close()
+    return curve
 
 
 def evaluate_toy_prm(prm: ToyPRM, trees: Sequence[Tree], min_paths: int = 1) -> dict[str, Any]:

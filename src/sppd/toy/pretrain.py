@@ -1,9 +1,17 @@
 """Pretraining of the toy base model on the generated (deliberately noisy) arithmetic corpus.
 
-``run_pretrain`` builds the corpus, trains the toy Llama with AdamW in fp32 on CPU, evaluates
-greedy accuracy on a fixed held-out test subset as it goes, and writes an HF model folder with
-the tokenizer, ``curve.jsonl``, ``curve.png`` and ``pretrain.json``. ``cached_base_model``
+``run_pretrain`` builds the corpus, trains the toy Llama with AdamW in fp32 on CPU (the shared
+step core :func:`sppd.train.steps.run_steps` and schedule :func:`sppd.train.schedule.cosine_lr`),
+evaluates greedy accuracy on a fixed held-out test subset as it goes, and writes an HF model
+folder with the tokenizer, ``curve.jsonl``, ``curve.png`` and ``pretrain.json``. ``cached_base_model``
 returns such a folder for a config, training it only when no complete one exists.
+
+It shares the optimizer-step core with the SFT/DPO loop but not that loop's outer part
+(:func:`sppd.train.loop.train_loop`): its data order (a torch-seeded permutation per epoch,
+tail dropped) differs from the ``random.Random`` refill order the cached base models were
+trained on, so it would change every cached model, and its accelerate checkpoints buy nothing
+here: a killed pretraining restarts from scratch in a fresh temporary folder (see
+``cached_base_model``), which costs minutes.
 
 The loss covers the solution tokens and the final EOS only: question characters are uniform
 random draws, so their loss is irreducible noise that would dominate the reported loss and
@@ -13,11 +21,11 @@ spend capacity, while the model is only ever used conditioned on a question.
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
@@ -31,6 +39,8 @@ from sppd.toy.config import ToyPretrainConfig, ToyWorldConfig
 from sppd.toy.model import build_toy_model, count_parameters
 from sppd.toy.tokenizer import build_toy_tokenizer
 from sppd.toy.world import corpus_text, generate_problems, prompt_text, sample_questions
+from sppd.train.schedule import cosine_lr
+from sppd.train.steps import Step, StepResult, run_steps
 
 COMPLETE_MARKER = "COMPLETE"
 IGNORE_INDEX = -100
@@ -80,15 +90,6 @@ def collate(examples: list[list[int]], prompt_lens: list[int], pad_id: int) -> d
         attention_mask[row, : len(ids)] = 1
         labels[row, prompt_len : len(ids)] = torch.tensor(ids[prompt_len:])
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
-
-
-def lr_at(step: int, cfg: ToyPretrainConfig) -> float:
-    """Linear warmup to ``lr``, then cosine decay to ``lr * min_lr_ratio`` at ``steps``."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
-    cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
-    return cfg.lr * (cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * cosine)
 
 
 # --- evaluation ------------------------------------------------------------------------------
@@ -154,57 +155,82 @@ def _plot_curve(curve: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def _train(cfg: ToyPretrainConfig, model, tokenizer, out_dir: Path, progress: bool) -> tuple[list[dict], float, float]:
-    """The optimisation loop; returns the curve, the wall time in minutes and the corpus'
-    clean fraction."""
-    examples, prompt_lens, clean_frac = build_corpus(cfg, tokenizer)
-    eval_problems = generate_problems(cfg.world, "test", cfg.n_eval, cfg.eval_seed)
-    max_new = max_new_tokens_for(cfg.world)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay)
+def _steps(cfg: ToyPretrainConfig, n_examples: int) -> Iterator[Step]:
+    """``cfg.steps`` batches of example indices: a seeded shuffle of the corpus, reshuffled when
+    fewer than a batch remain (the leftover examples go first)."""
     order_rng = random.Random(f"toy-order-{cfg.seed}")
     order: list[int] = []
-    curve: list[dict] = []
-    tokens, loss_ema, eval_seconds, start = 0, None, 0.0, time.perf_counter()
-    bar = tqdm(total=cfg.steps, desc="toy pretrain", disable=not progress, dynamic_ncols=True)
-    model.train()
-    for step in range(1, cfg.steps + 1):
+    for _ in range(cfg.steps):
         if len(order) < cfg.batch_size:
-            fresh = list(range(len(examples)))
+            fresh = list(range(n_examples))
             order_rng.shuffle(fresh)
             order += fresh
         picked, order = order[: cfg.batch_size], order[cfg.batch_size :]
-        batch = collate([examples[i] for i in picked], [prompt_lens[i] for i in picked], tokenizer.pad_token_id)
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step - 1, cfg)
-        loss = model(**batch).loss
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        tokens += int(batch["attention_mask"].sum())
-        loss_ema = loss.item() if loss_ema is None else 0.95 * loss_ema + 0.05 * loss.item()
-        minutes = (time.perf_counter() - start) / 60
+        yield Step([picked])
+
+
+class _Curve:
+    """The ``on_step`` hook: loss EMA, tokens, periodic greedy accuracy (``curve.jsonl``), the
+    progress bar's postfix, and the wall-time stop."""
+
+    def __init__(self, cfg: ToyPretrainConfig, model, tokenizer, out_dir: Path, bar) -> None:
+        self.cfg, self.model, self.tokenizer, self.out_dir, self.bar = cfg, model, tokenizer, out_dir, bar
+        self.eval_problems = generate_problems(cfg.world, "test", cfg.n_eval, cfg.eval_seed)
+        self.max_new = max_new_tokens_for(cfg.world)
+        self.entries: list[dict] = []
+        self.tokens, self.loss_ema, self.eval_seconds, self.start = 0, None, 0.0, time.perf_counter()
+
+    def __call__(self, result: StepResult) -> bool:
+        cfg, step = self.cfg, result.step + 1
+        loss = result.sums["loss"].item()
+        self.tokens += result.sums["tokens"]
+        self.loss_ema = loss if self.loss_ema is None else 0.95 * self.loss_ema + 0.05 * loss
+        minutes = (time.perf_counter() - self.start) / 60
         out_of_time = minutes >= cfg.max_minutes
-        last = step == cfg.steps or out_of_time
-        entry = {"step": step, "tokens": tokens, "minutes": round(minutes, 3), "loss": round(loss_ema, 4)}
-        if last or (cfg.eval_every > 0 and step % cfg.eval_every == 0):
+        entry = {"step": step, "tokens": self.tokens, "minutes": round(minutes, 3), "loss": round(self.loss_ema, 4)}
+        if step == cfg.steps or out_of_time or (cfg.eval_every > 0 and step % cfg.eval_every == 0):
             eval_start = time.perf_counter()
-            entry["greedy_acc"] = greedy_accuracy(model, tokenizer, eval_problems, cfg.eval_batch_size, max_new)
-            eval_seconds += time.perf_counter() - eval_start
-            curve.append(entry)
-            with open(out_dir / "curve.jsonl", "a") as fh:
+            entry["greedy_acc"] = greedy_accuracy(
+                self.model, self.tokenizer, self.eval_problems, cfg.eval_batch_size, self.max_new
+            )
+            self.eval_seconds += time.perf_counter() - eval_start
+            self.entries.append(entry)
+            with open(self.out_dir / "curve.jsonl", "a") as fh:
                 fh.write(json.dumps(entry) + "\n")
-        train_seconds = max(1e-9, time.perf_counter() - start - eval_seconds)
-        bar.set_postfix(
-            loss=f"{loss_ema:.3f}",
-            tok_s=f"{tokens / train_seconds:.0f}",
-            acc=f"{curve[-1]['greedy_acc']:.2f}" if curve else "-",
+        train_seconds = max(1e-9, time.perf_counter() - self.start - self.eval_seconds)
+        self.bar.set_postfix(
+            loss=f"{self.loss_ema:.3f}",
+            tok_s=f"{self.tokens / train_seconds:.0f}",
+            acc=f"{self.entries[-1]['greedy_acc']:.2f}" if self.entries else "-",
         )
-        bar.update(1)
-        if out_of_time:
-            break
+        return out_of_time
+
+
+def _train(cfg: ToyPretrainConfig, model, tokenizer, out_dir: Path, progress: bool) -> tuple[list[dict], float, float]:
+    """The optimisation loop (:func:`sppd.train.steps.run_steps`); returns the curve, the wall
+    time in minutes and the corpus' clean fraction."""
+    examples, prompt_lens, clean_frac = build_corpus(cfg, tokenizer)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay)
+
+    def loss_fn(picked: list[int]) -> tuple[torch.Tensor, dict]:
+        batch = collate([examples[i] for i in picked], [prompt_lens[i] for i in picked], tokenizer.pad_token_id)
+        loss = model(**batch).loss
+        return loss, {"loss": loss, "tokens": int(batch["attention_mask"].sum())}
+
+    bar = tqdm(total=cfg.steps, desc="toy pretrain", disable=not progress, dynamic_ncols=True)
+    curve = _Curve(cfg, model, tokenizer, out_dir, bar)
+    run_steps(
+        model,
+        optimizer,
+        _steps(cfg, len(examples)),
+        loss_fn,
+        schedule=lambda step: cosine_lr(step, cfg.lr, cfg.steps, cfg.warmup_steps, cfg.min_lr_ratio),
+        max_grad_norm=cfg.grad_clip,
+        on_step=curve,
+        bar=bar,
+    )
     bar.close()
-    return curve, (time.perf_counter() - start) / 60, clean_frac
+    return curve.entries, (time.perf_counter() - curve.start) / 60, clean_frac
 
 
 def run_pretrain(cfg: ToyPretrainConfig, out_dir: str | Path, progress: bool = True) -> dict:

@@ -14,7 +14,10 @@ What it guarantees, and how:
   tokens/s, rewards for preference objectives), the configured accelerate trackers and a tqdm bar.
 
 The model, optimizer and reference log-probs arrive ready (see :mod:`sppd.stages.train`); the
-loop only runs steps.
+loop only runs steps. The optimizer step itself (schedule, forward/backward per micro-batch,
+clipping) is :func:`sppd.train.steps.run_steps`, shared with the toy pretraining and the toy PRM
+trainer; this module adds what the SFT/DPO runs need on top: the step plan, the reference
+log-probs, checkpoints and resume, and the metrics log.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from sppd.settings import TrainConfig
 from sppd.train.objectives import ObjectiveSpec
 from sppd.train.ref_cache import RefLogps
 from sppd.train.schedule import lr_at
+from sppd.train.steps import Step, StepResult, run_steps
 from sppd.types import OptimizerName
 
 CHECKPOINTS = "checkpoints"
@@ -183,38 +187,30 @@ class LoopInputs:
     pad_id: int
 
 
-def _run_step(
-    inp: LoopInputs, micro_batches: list[list[int]], denominator: float, lr: float
-) -> tuple[dict[str, torch.Tensor], float]:
-    """Forward/backward every micro-batch, clip, step. Returns local metric sums and grad norm."""
-    acc, cfg = inp.accelerator, inp.cfg
-    # accelerator.backward divides by grad_accum and DDP averages over processes; undo both so
-    # the update is the gradient of (sum of weighted losses in the step) / (step's total weight).
-    scale = acc.num_processes * cfg.grad_accum / denominator
-    sums: dict[str, torch.Tensor] = {}
-    grad_norm = float("nan")
-    # Set before any backward: under DeepSpeed the optimizer steps inside the last backward.
-    for group in inp.optimizer.param_groups:
-        group["lr"] = lr
-    for micro in micro_batches:
+def _loss_fn(inp: LoopInputs):
+    """The loss callback of :func:`sppd.train.steps.run_steps`: a micro-batch of example indices
+    -> (weighted loss sum, metric sums), reference log-probs taken from the cache."""
+    cfg = inp.cfg
+
+    def loss(micro: list[int]) -> tuple[torch.Tensor, dict]:
         batch = inp.spec.collate([inp.examples[i] for i in micro], inp.pad_id, cfg.prefix_sharing)
         if inp.ref is not None:
             batch = batch.with_ref(*inp.ref.take(micro))
-        batch = batch.to(acc.device)
-        with acc.accumulate(inp.model):
-            out = inp.spec.loss(inp.model, batch, cfg)
-            acc.backward(out.loss_sum * scale)
-            for name, value in {"loss_sum": out.loss_sum.detach(), **out.metric_sums}.items():
-                sums[name] = sums.get(name, 0.0) + value.detach().float()
-            sums["examples"] = sums.get("examples", 0.0) + float(len(micro))
-            sums["tokens"] = sums.get("tokens", 0.0) + float(batch.n_tokens)
-            if acc.sync_gradients:
-                max_norm = cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf")
-                norm = acc.clip_grad_norm_(inp.model.parameters(), max_norm)
-                grad_norm = float(norm) if norm is not None else float("nan")
-                inp.optimizer.step()
-                inp.optimizer.zero_grad(set_to_none=True)
-    return sums, grad_norm
+        batch = batch.to(inp.accelerator.device)
+        out = inp.spec.loss(inp.model, batch, cfg)
+        metrics = {"loss_sum": out.loss_sum, **out.metric_sums, "examples": float(len(micro))}
+        return out.loss_sum, {**metrics, "tokens": float(batch.n_tokens)}
+
+    return loss
+
+
+def _steps(inp: LoopInputs, plan: StepPlan, start_step: int):
+    """This process's micro-batches and the total weight of each step from ``start_step`` on."""
+    acc = inp.accelerator
+    for step in range(start_step, plan.total_steps):
+        indices = plan.step_indices(step)
+        weight = sum(inp.spec.weight(inp.examples[i]) for i in indices)
+        yield Step(split_step(indices, acc.process_index, acc.num_processes, inp.cfg.grad_accum), weight)
 
 
 def _reduce(acc, sums: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -270,8 +266,7 @@ class _MetricsLog:
                     fh.write(json.dumps(row) + "\n")
             if self.cfg.trackers:
                 self.acc.log({k: v for k, v in row.items() if k != "step"}, step=row["step"])
-        if self.bar is not None:
-            self.bar.update(1)
+        if self.bar is not None:  # run_steps advances it
             self.bar.set_postfix(loss=f"{row['loss']:.4f}", tok_s=f"{row.get('tokens_per_s', 0):.0f}")
 
     def close(self) -> float:
@@ -292,23 +287,31 @@ def train_loop(inp: LoopInputs, stop_after: int | None = None) -> dict:
         resumed_from, start_step = str(found[0]), found[1]
         acc.load_state(str(found[0]))
     log = _MetricsLog(inp, plan, start_step)
-    inp.model.train()
     last: dict = {}
-    for step in range(start_step, plan.total_steps):
-        indices = plan.step_indices(step)
-        denominator = sum(inp.spec.weight(inp.examples[i]) for i in indices)
-        lr = lr_at(step, cfg.lr, plan.total_steps, cfg.warmup_ratio, cfg.min_lr_ratio)
-        micro = split_step(indices, acc.process_index, acc.num_processes, cfg.grad_accum)
-        sums, grad_norm = _run_step(inp, micro, denominator, lr)
-        last = _step_record(step, plan, _reduce(acc, sums), denominator, lr, grad_norm)
+
+    def on_step(result: StepResult) -> bool:
+        nonlocal last
+        last = _step_record(result.step, plan, _reduce(acc, result.sums), result.weight, result.lr, result.grad_norm)
         if not math.isfinite(last["loss"]):
-            raise FloatingPointError(f"training loss is {last['loss']} at step {step + 1}")
+            raise FloatingPointError(f"training loss is {last['loss']} at step {result.step + 1}")
         log.record(last)
-        done = step + 1
+        done = result.step + 1
         if cfg.save_every > 0 and done % cfg.save_every == 0 and done < plan.total_steps:
             save_checkpoint(acc, inp.out_dir, done)
-        if stop_after is not None and done >= stop_after:
-            break
+        return stop_after is not None and done >= stop_after
+
+    run_steps(
+        inp.model,
+        inp.optimizer,
+        _steps(inp, plan, start_step),
+        _loss_fn(inp),
+        schedule=lambda step: lr_at(step, cfg.lr, plan.total_steps, cfg.warmup_ratio, cfg.min_lr_ratio),
+        max_grad_norm=cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf"),
+        backend=acc,
+        start_step=start_step,
+        on_step=on_step,
+        bar=log.bar,
+    )
     seconds = log.close()
     steps_done = last.get("step", start_step)
     return {
