@@ -92,6 +92,8 @@ class SampleConfig:
     selection_temperature: float = 1.0  # softmax temperature over children's average log-probs
     engine: str = "hf"  # engine backend name (registry in sppd.sampling.engine)
     engine_batch_size: int = 256  # most sequences in one engine call
+    vllm_dtype: DType = DType.BF16  # weights dtype of the vllm engine (auto: vLLM picks from the model's config)
+    vllm_gpu_memory_utilization: float = 0.85  # fraction of the GPU's memory the vllm engine may take
     problems_per_shard: int = 16  # problems advanced in lockstep and written as one shard
     out: str = ""  # output folder (default: <run_dir>/trees)
 

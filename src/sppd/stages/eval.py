@@ -17,14 +17,15 @@ from sppd.eval.methods import SampleScore
 from sppd.eval.stats import markdown_table
 from sppd.io import StageDir, atomic_write_json, atomic_write_text
 from sppd.judging import build_judge
-from sppd.modeling import load_policy, set_threads
+from sppd.modeling import set_threads
 from sppd.problems import load_problems
 from sppd.prompting import build_prompt_ids
 from sppd.records import Problem
-from sppd.sampling.engine import GenerationParams, build_engine
+from sppd.sampling.engine import GenerationParams
 from sppd.settings import ProblemsConfig, RunConfig
 from sppd.stages import common
 from sppd.stages.fingerprint import Fingerprint, policy_id, reuse
+from sppd.stages.policy_engine import load_engine
 
 TOY_SETS = ("toy", "toy-val")
 METHOD_LABELS = {
@@ -102,8 +103,7 @@ def main(cfg: RunConfig, model_path: str | None = None, out_dir: str = "") -> di
         return metrics
     common.save_stage_config(out, cfg)
     path = model_path or cfg.eval.model or common.policy_path(cfg)
-    model, tokenizer = load_policy(path, cfg.model)
-    engine = build_engine(cfg.sample.engine, model=model, tokenizer=tokenizer, batch_size=cfg.eval.batch_size)
+    engine, tokenizer = load_engine(cfg, path, cfg.eval.batch_size)
     prm = load_eval_prm(cfg)
     delimiter = cfg.step.delimiter_text()
     metrics = {}

@@ -12,15 +12,15 @@ from __future__ import annotations
 import time
 
 from sppd.judging import build_judge
-from sppd.modeling import load_policy, set_threads
+from sppd.modeling import set_threads
 from sppd.problems import load_problems
 from sppd.prompting import build_prompt_ids
 from sppd.records import Tree
-from sppd.sampling.engine import build_engine
 from sppd.sampling.tree import TreeParams, TreeSampler, path_text
 from sppd.settings import RunConfig
 from sppd.stages import common
 from sppd.stages.fingerprint import Fingerprint, policy_id, reuse
+from sppd.stages.policy_engine import load_engine
 
 TAG = "trees"
 
@@ -57,8 +57,7 @@ def main(cfg: RunConfig, model_path: str | None = None, out_dir: str = "") -> di
     if rank == 0:
         common.save_stage_config(out, cfg)
     path = model_path or common.policy_path(cfg)
-    model, tokenizer = load_policy(path, cfg.model)
-    engine = build_engine(cfg.sample.engine, model=model, tokenizer=tokenizer, batch_size=cfg.sample.engine_batch_size)
+    engine, tokenizer = load_engine(cfg, path, cfg.sample.engine_batch_size)
     judge = build_judge(cfg.problems.source)
     sampler = TreeSampler(engine, tree_params(cfg), judge)
     mine = [ci for ci in range(len(chunks)) if ci % world == rank]
@@ -102,7 +101,8 @@ def fingerprint(cfg: RunConfig, model_path: str | None = None) -> Fingerprint:
     keys = ["seed", "model.dtype", "prompt", "step", "problems", "sample"]
     if cfg.problems.source == "toy":
         keys.append("toy.world")  # it generates the problems
-    return Fingerprint.of("sample", cfg, keys, exclude=["sample.out"], inputs={"model": policy_id(cfg, model_path)})
+    exclude = ["sample.out", "sample.vllm_gpu_memory_utilization"]
+    return Fingerprint.of("sample", cfg, keys, exclude=exclude, inputs={"model": policy_id(cfg, model_path)})
 
 
 def load_trees(out) -> list[Tree]:

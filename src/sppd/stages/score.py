@@ -86,11 +86,10 @@ def build_mc(cfg: RunConfig, trees_dir: Path | None = None) -> MCScorer:
     leaf_judge = toy_process_judge if process else None
     if s.mc_min_paths <= 0 and s.mc_rollouts <= 0:
         return MCScorer(leaf_judge=leaf_judge, delimiter=cfg.step.delimiter_text())
-    from sppd.modeling import load_policy
-    from sppd.sampling.engine import GenerationParams, build_engine
+    from sppd.sampling.engine import GenerationParams
+    from sppd.stages.policy_engine import load_engine
 
-    model, tokenizer = load_policy(rollout_policy(cfg, trees_dir), cfg.model)
-    engine = build_engine(cfg.sample.engine, model=model, tokenizer=tokenizer, batch_size=cfg.sample.engine_batch_size)
+    engine, _ = load_engine(cfg, rollout_policy(cfg, trees_dir), cfg.sample.engine_batch_size)
     params = GenerationParams(
         max_new_tokens=cfg.sample.max_total_tokens,
         temperature=cfg.sample.temperature,
@@ -175,7 +174,7 @@ def fingerprint(cfg: RunConfig, trees: StageDir) -> Fingerprint:
         inputs["prm"] = Path(s.prm_path or Path(cfg.run_dir) / "prm")
     if s.mc_min_paths > 0 or s.mc_rollouts > 0:
         keys += ["seed", "model.dtype", "step", "problems.source", "sample"]
-        exclude += ["sample.out", "sample.problems_per_shard"]
+        exclude += ["sample.out", "sample.problems_per_shard", "sample.vllm_gpu_memory_utilization"]
         if s.mc_policy or not trees.is_complete():  # else the trees' model, inside their fingerprint
             inputs["rollout_policy"] = Path(s.mc_policy) if s.mc_policy else policy_id(cfg)
     return Fingerprint.of("score", cfg, keys, exclude, inputs)
