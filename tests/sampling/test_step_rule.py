@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import pytest
 import torch
-from fixtures_qwen2 import build_qwen2
 
+from fixtures_qwen2 import build_qwen2
 from sppd.sampling.engine import FinishReason, GenerationParams, find_step_end, lead_length, step_text
 from sppd.sampling.hf_engine import HFEngine
 from sppd.sampling.vllm_engine import VLLMEngine, continue_after_lead, request_seed

@@ -9,8 +9,8 @@ import types
 
 import pytest
 import torch
-from fixtures_qwen2 import save_qwen2
 
+from fixtures_qwen2 import save_qwen2
 from sppd.sampling.engine import FinishReason, GenerationParams
 from sppd.settings import load_run_config
 from sppd.stages import policy_engine
