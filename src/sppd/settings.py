@@ -124,6 +124,7 @@ class MCJudge(StrEnum):
 class ScoreConfig:
     scorer: str = "toy"  # PRM registry name: toy | mc | oracle | skywork | qwen25-math-prm | math-shepherd | rlhflow
     prm_path: str = ""  # PRM folder (toy default: <run_dir>/prm)
+    skywork_bos: str = "auto"  # text before the question for skywork ("auto": the tokenizer's bos, none without)
     packing: PackingMode = PackingMode.TREE  # how a token-level PRM scores a tree
     max_batch_tokens: int = 16384  # token budget of one PRM forward
     mc_min_paths: int = 0  # extra rollouts from nodes resting on fewer complete paths (0 = none)

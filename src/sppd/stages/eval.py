@@ -76,7 +76,9 @@ def load_eval_prm(cfg: RunConfig):
     path = cfg.eval.prm_path or cfg.score.prm_path or str(Path(cfg.run_dir) / "prm")
     if not Path(path).exists():
         raise FileNotFoundError(f"PRM folder for the ORM methods not found: {path} (config key 'eval.prm_path')")
-    return build_prm(name, path=path)
+    from sppd.stages.score import adapter_options
+
+    return build_prm(name, path=path, **adapter_options(cfg, name))
 
 
 def fingerprint(cfg: RunConfig, model_path: str | None = None) -> Fingerprint:

@@ -54,8 +54,16 @@ def build_scorer(cfg: RunConfig):
             dtype=_PRM_DTYPE[cfg.model.dtype],
             trust_remote_code=cfg.model.trust_remote_code,
             max_batch_tokens=s.max_batch_tokens,
+            **adapter_options(cfg, name),
         )
     return build_prm(name, **({"path": s.prm_path} if s.prm_path else {}))  # a plugin's PRM
+
+
+def adapter_options(cfg: RunConfig, name: str) -> dict:
+    """Options only one HF adapter takes: Skywork's bos prefix (``score.skywork_bos``)."""
+    if name == "skywork" and cfg.score.skywork_bos != "auto":
+        return {"bos_token": cfg.score.skywork_bos}
+    return {}
 
 
 def rollout_policy(cfg: RunConfig, trees_dir: Path | None = None) -> Path:
