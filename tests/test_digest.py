@@ -27,6 +27,7 @@ NON_OUTPUT = {
     "model.path": "location",
     "problems.allow_test_split": "runtime",  # a permission to read a test split, not an input
     "sample.out": "location",
+    "sample.vllm_gpu_memory_utilization": "runtime",  # how much of the GPU vLLM may take, not what it samples
     "score.prm_path": "location",
     "score.max_batch_tokens": "runtime",
     "score.mc_policy": "location",

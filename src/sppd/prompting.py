@@ -30,3 +30,20 @@ def build_prompt_ids(tokenizer, question: str, cfg: PromptConfig) -> list[int]:
         return [int(i) for i in ids]
     text = cfg.template.format(question=question)
     return [int(i) for i in tokenizer(text, add_special_tokens=True)["input_ids"]]
+
+
+# End-of-turn tokens of common chat templates (ChatML/Qwen, Llama 3, Phi-3, Gemma). A base model's
+# EOS is its end-of-text token, so without these a chat-templated answer runs past its turn.
+END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>")
+
+
+def end_of_turn_ids(tokenizer, cfg: PromptConfig) -> list[int]:
+    """Ids of the tokenizer's end-of-turn tokens when prompts use its chat template, else ``[]``.
+
+    The engines stop at these as at EOS (a step or completion ends with the assistant's turn).
+    Only tokens that are single tokens of the vocabulary count.
+    """
+    if not uses_chat_template(tokenizer, cfg):
+        return []
+    vocab = tokenizer.get_vocab()
+    return sorted({int(vocab[t]) for t in END_OF_TURN_TOKENS if t in vocab})

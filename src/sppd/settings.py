@@ -91,6 +91,8 @@ class SampleConfig:
     selection_temperature: float = 1.0  # softmax temperature over children's average log-probs
     engine: str = "hf"  # engine backend name (registry in sppd.sampling.engine)
     engine_batch_size: int = 256  # most sequences in one engine call
+    vllm_dtype: DType = DType.BF16  # weights dtype of the vllm engine (auto: vLLM picks from the model's config)
+    vllm_gpu_memory_utilization: float = runtime(0.85)  # fraction of the GPU's memory the vllm engine may take
     problems_per_shard: int = 16  # problems advanced in lockstep and written as one shard
     out: str = location("")  # output folder (default: <run_dir>/trees)
 
@@ -99,6 +101,7 @@ class SampleConfig:
 class ScoreConfig:
     scorer: str = "toy"  # PRM registry name: toy | mc | oracle | skywork | qwen25-math-prm | math-shepherd | rlhflow
     prm_path: str = location("")  # PRM folder (toy default: <run_dir>/prm)
+    skywork_bos: str = "auto"  # text before the question for skywork ("auto": the tokenizer's bos, none without)
     packing: PackingMode = PackingMode.TREE  # how a token-level PRM scores a tree
     max_batch_tokens: int = runtime(16384)  # token budget of one PRM forward
     mc_min_paths: int = 0  # extra rollouts from nodes resting on fewer complete paths (0 = none)

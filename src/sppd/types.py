@@ -32,6 +32,11 @@ class DType(StrEnum):
     def _missing_(cls, value: object) -> DType | None:
         return _DTYPE_ALIASES.get(value) if isinstance(value, str) else None
 
+    @property
+    def torch_name(self) -> str:
+        """The spelling torch, HF ``config.json`` and vLLM use (``auto`` stays ``auto``)."""
+        return next((alias for alias, d in _DTYPE_ALIASES.items() if d is self), self.value)
+
 
 _DTYPE_ALIASES = {"float32": DType.FP32, "bfloat16": DType.BF16, "float16": DType.FP16}
 

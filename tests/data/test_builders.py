@@ -287,12 +287,25 @@ def test_require_complete_subtree_drops_dead_ends():
     assert pairs == [] and counts["incomplete_subtree"] == 3 and counts["no_siblings"] == 3
 
 
-def test_cut_step_is_not_terminal_and_same_text_is_dropped():
-    # root: n0 "long..." .9375 cut by the step budget; n1 "stop" .0625 ended by EOS
-    pairs, _ = pairs_of(
-        make_tree(S("long", 0.9375, finish="length", correct=False), S("stop", 0.0625, finish="eos", correct=False))
+def test_step_cut_by_the_token_budget_is_never_paired_as_a_finished_step():
+    # root: n0 "long..." .9375 cut by the step budget; n1 "stop" .0625 ended by EOS; n2 "mid" .5 ->
+    # n3 "deep" .875 finished with its delimiter but cut at max_depth; n4 "half" .125 cut by length
+    tree = make_tree(
+        S("long", 0.9375, finish="length", correct=False),
+        S("stop", 0.0625, finish="eos", correct=False),
+        S("mid", 0.5, S("deep", 0.875, finish="max_depth", correct=False), S("half", 0.125, finish="length")),
     )
+    pairs, counts = pairs_of(tree, step_gap=0.1)
+    # root: n2 .5 vs n1 .0625 (n0 dropped); under n2 only n3 is usable: no pair
+    assert ids(pairs) == ["p0/step/2-1"] and counts["cut_step"] == 2 and counts["no_siblings"] == 1
     assert (pairs[0].chosen_terminal, pairs[0].rejected_terminal) == (False, True)
+    # a max_depth/max_total step is finished (the model wrote its delimiter): paired, not terminal
+    tree = make_tree(S("mid", 0.5, S("deep", 0.875, finish="max_depth", correct=False), S("x", 0.125)))
+    (pair,) = pairs_of(tree, step_gap=0.1)[0]
+    assert (pair.chosen, pair.chosen_terminal) == ("deep", False)
+
+
+def test_same_text_is_dropped():
     pairs, counts = pairs_of(make_tree(S("same", 0.9375), S("same", 0.0625)))
     assert pairs == [] and counts["same_text"] == 1
 

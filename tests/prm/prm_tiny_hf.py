@@ -114,10 +114,13 @@ class TinyPRM:
     head: dict[str, torch.Tensor]  # head tensors under their names in the checkpoint
 
 
-def make_skywork_folder(folder: Path) -> TinyPRM:
-    """Qwen2 backbone + ``v_head.summary``, sharded: the head sits alone in the second shard."""
+def make_skywork_folder(folder: Path, tokenizer: Any = None) -> TinyPRM:
+    """Qwen2 backbone + ``v_head.summary``, sharded: the head sits alone in the second shard.
+
+    ``tokenizer`` replaces the default character tokenizer (which has a bos token).
+    """
     torch.manual_seed(0)
-    tokenizer = char_tokenizer(bos="<|endoftext|>", eos="<|im_end|>")
+    tokenizer = tokenizer or char_tokenizer(bos="<|endoftext|>", eos="<|im_end|>")
     config = _tiny(Qwen2Config, len(tokenizer))
     reference = Qwen2ForCausalLM(config).eval()
     head = {

@@ -7,6 +7,7 @@ import torch
 from prm_tiny_hf import char_ids, make_rlhflow_folder, make_skywork_folder
 from safetensors.torch import load_file, save_file
 
+from fixtures_qwen2 import build_qwen2_tokenizer
 from sppd.prm.base import PRMInput
 from sppd.prm.skywork import build_skywork_prm
 
@@ -59,8 +60,45 @@ def test_bos_override_and_missing_bos(tiny, tmp_path):
     make_skywork_folder(folder)
     tokenizer_config = folder / "tokenizer_config.json"
     tokenizer_config.write_text(tokenizer_config.read_text().replace('"<|endoftext|>"', "null"))
-    with pytest.raises(ValueError, match="no bos_token"):
-        build_skywork_prm(folder, device="cpu")
+    with pytest.warns(UserWarning, match="no bos_token"):
+        prm = build_skywork_prm(folder, device="cpu")
+    assert prm.encode(ITEM).input_ids == expected_layout(tiny)[0][1:]  # the same layout without the bos
+
+
+def test_a_qwen25_tokenizer_without_bos_scores_from_the_question(tmp_path):
+    """Qwen2.5 tokenizers have no bos token: the input starts with the question."""
+    tokenizer = build_qwen2_tokenizer()
+    assert tokenizer.bos_token is None
+    tiny = make_skywork_folder(tmp_path / "prm", tokenizer=tokenizer)
+    with pytest.warns(UserWarning, match="no bos_token"):
+        prm = build_skywork_prm(tiny.folder, device="cpu")
+    item = PRMInput("Natalia sold 48 clips.", ["She sold half.", "The answer is 72"])
+    newline = tokenizer("\n")["input_ids"][-1]
+    ids = tokenizer("Natalia sold 48 clips.\n")["input_ids"]
+    positions = []
+    for step in item.steps:
+        ids += tokenizer(step)["input_ids"] + [newline]
+        positions.append(len(ids) - 1)
+    assert prm.encode(item).input_ids == ids
+    with torch.no_grad():
+        hidden = tiny.reference.model(torch.tensor([ids])).last_hidden_state[0]
+    values = torch.sigmoid(hidden @ tiny.head["v_head.summary.weight"][0] + tiny.head["v_head.summary.bias"][0])
+    assert prm.score([item])[0] == pytest.approx(values[positions].tolist(), abs=1e-5)
+
+
+def test_the_bos_prefix_is_a_config_key(tmp_path):
+    from sppd.settings import load_run_config
+    from sppd.stages.score import build_scorer
+
+    tokenizer = build_qwen2_tokenizer()
+    tiny = make_skywork_folder(tmp_path / "prm", tokenizer=tokenizer)
+    overrides = [f"run_dir={tmp_path}", "model.device=cpu", "score.scorer=skywork", f"score.prm_path={tiny.folder}"]
+    prm = build_scorer(load_run_config("toy-tiny", [*overrides, "score.skywork_bos=<|im_start|>"]))
+    assert prm.encode(ITEM).input_ids[0] == tokenizer.convert_tokens_to_ids("<|im_start|>")
+    with pytest.warns(UserWarning, match="score.skywork_bos"):
+        prm = build_scorer(load_run_config("toy-tiny", overrides))
+    question_ids = tokenizer("1+1?\n")["input_ids"]
+    assert prm.encode(ITEM).input_ids[: len(question_ids)] == question_ids  # no prefix
 
 
 def test_a_missing_backbone_weight_is_an_error_not_a_random_init(tmp_path):

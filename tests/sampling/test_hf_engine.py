@@ -72,3 +72,30 @@ def test_stops_at_first_delimiter_and_is_seeded(tiny_policy):
         if s.finish_reason == FinishReason.LENGTH:
             assert len(s.token_ids) == 30
         assert len(s.token_ids) == len(s.token_logps)
+
+
+def test_prefill_keeps_only_the_last_positions_logits(monkeypatch):
+    """Full prefill logits are (rows, prefix, vocab): ~100 GiB of bf16 at 512 rows x 1,500 tokens."""
+    from fixtures_qwen2 import build_qwen2
+
+    model, tok = build_qwen2()
+    prefixes = [tok("Natalia sold 48 clips in April.\n\n")["input_ids"], tok("Step 1: She")["input_ids"]]
+    params = GenerationParams(max_new_tokens=8, temperature=1.0)
+    full = HFEngine(model, tok, batch_size=8)
+    full._prefill_kw = {}  # the old prefill: logits at every position
+    want = full.generate(prefixes, 2, params, seed=4)
+    engine = HFEngine(model, tok, batch_size=8)
+    shapes = []
+    forward = model.forward
+
+    def spy(*args, **kwargs):
+        out = forward(*args, **kwargs)
+        shapes.append(tuple(out.logits.shape))
+        return out
+
+    monkeypatch.setattr(model, "forward", spy)
+    got = engine.generate(prefixes, 2, params, seed=4)
+    assert shapes[0] == (2, 1, len(tok))  # the prefill: one position per prefix
+    assert [s.token_ids for g in got for s in g] == [s.token_ids for g in want for s in g]
+    for a, b in zip([s for g in got for s in g], [s for g in want for s in g]):
+        assert a.token_logps == pytest.approx(b.token_logps, abs=1e-5)

@@ -14,7 +14,13 @@ Definitions every builder shares:
 * A *complete path* ends at a terminal node that ended on its own: an answer step or EOS. A path
   cut by a budget (finish reason ``length``, ``max_depth``, ``max_total``) is not complete, since
   SFT/DPO train EOS after a trajectory and a cut path would teach stopping mid-solution. For the
-  same reason a cut step gets ``*_terminal = False`` in a step pair.
+  same reason a step at the end of a path cut by ``max_depth``/``max_total`` (a finished step: it
+  ended with the delimiter) gets ``*_terminal = False`` in a step pair.
+* A step cut by the step token budget (finish reason ``length``) is unfinished and never enters a
+  step pair (counted ``cut_step``): as a non-terminal step it would be trained with the delimiter
+  appended, teaching the policy to end a step where the budget happened to cut it; with EOS it
+  would teach stopping mid-step; with neither, the pair would compare an unfinished step against
+  a finished one, under a value the PRM gave to half a step.
 * A node is *scored* when its ``value`` is a finite number; a path is scored when all its nodes
   are.
 * Values within ``GAP_EPS`` count as equal: 0.4 - 0.1 is 0.30000000000000004 in floats but is
@@ -27,7 +33,7 @@ rest; use one Counter per builder (keys repeat between builders):
   ``kept`` + the ``no_*`` keys = ``problems``); per terminal leaf: ``paths``, ``correct_paths``,
   ``wrong_paths`` (usable ones), ``truncated_paths``, ``unjudged_paths``, ``unscored_paths``.
 * step pairs: ``problems``, ``problems_with_pairs``; per branching node: ``parents``,
-  ``no_siblings`` (fewer than two usable children); per child step: ``unscored``,
+  ``no_siblings`` (fewer than two usable children); per child step: ``unscored``, ``cut_step``,
   ``incomplete_subtree``; per candidate pair: ``kept``, ``tie``, ``gap_too_small``,
   ``same_text``, ``over_cap``.
 """
@@ -43,6 +49,8 @@ from sppd.settings import BuildConfig
 from sppd.types import StepPairMode
 
 GAP_EPS = 1e-9
+# the finish reason that cuts the step itself (before its delimiter), one of records.CUT_REASONS
+STEP_CUT_REASON = "length"
 
 
 @dataclass(frozen=True)
@@ -200,7 +208,7 @@ def build_step_pairs(
     """Step-level preference pairs of one tree (§4.1), in parent order (root first, then by id).
 
     At each node with children (the root included: its children share the empty prefix), the
-    usable children (scored, and with a complete path below them when
+    usable children (scored, not cut by the step token budget, and with a complete path below them when
     ``cfg.require_complete_subtree``) are ranked by value, ties by lower node id. Pair i is the
     i-th best against the i-th worst, for i < ``cfg.pairs_per_parent`` while they are distinct
     steps (C=3 gives at most one pair: the middle step cannot pair with itself). A pair is kept
@@ -247,6 +255,8 @@ def _usable_children(tree: Tree, kids: list[int], complete: dict[int, bool] | No
     for k in kids:
         if not is_scored(tree.nodes[k]):
             counts["unscored"] += 1
+        elif tree.nodes[k].finish_reason == STEP_CUT_REASON:
+            counts["cut_step"] += 1
         elif complete is not None and not complete[k]:
             counts["incomplete_subtree"] += 1
         else:

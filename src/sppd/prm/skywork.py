@@ -11,13 +11,17 @@ their ``ValueHead``.
 ``Qwen2ValueHeadModel`` rebuilds that architecture from the folder with plain transformers and
 safetensors, so no code shipped with the checkpoint is ever run.
 
-Folder: ``config.json`` (model_type ``qwen2``), tokenizer files (with a bos token, or pass
-``bos_token``), and ``model.safetensors`` or ``model.safetensors.index.json`` + shards holding
-``model.*`` and ``v_head.summary.*`` (``lm_head.*`` is ignored).
+Their code prepends ``tokenizer.bos_token``; a Qwen2.5 tokenizer has none (``bos_token`` null), and
+then the input starts with the question, with a warning (``bos_token`` overrides either way).
+
+Folder: ``config.json`` (model_type ``qwen2``), tokenizer files, and ``model.safetensors`` or
+``model.safetensors.index.json`` + shards holding ``model.*`` and ``v_head.summary.*``
+(``lm_head.*`` is ignored).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -117,18 +121,20 @@ class SkyworkPRM:
 def build_skywork_prm(path: str | Path, *, bos_token: str | None = None, **options: Any) -> SkyworkPRM:
     """Load a Skywork-o1-Open-PRM folder; ``options`` are ``HFPRMOptions`` fields.
 
-    ``bos_token`` overrides the tokenizer's (Skywork's code prepends ``tokenizer.bos_token``
-    and fails without one).
+    ``bos_token``: the text put before the question (``""``: nothing); None takes the tokenizer's
+    bos token, or nothing when it has none (Qwen2.5 tokenizers), with a warning.
     """
     opts = HFPRMOptions(path=path, **options)
     folder = resolve_folder(path)
     tokenizer = load_tokenizer(folder, opts.trust_remote_code)
     bos = bos_token if bos_token is not None else tokenizer.bos_token
     if bos is None:
-        raise ValueError(
-            f"{folder}: the tokenizer has no bos_token, which Skywork's input format starts with; "
-            "pass bos_token=... explicitly"
+        warnings.warn(
+            f"{folder}: the tokenizer has no bos_token; Skywork inputs start with the question "
+            "(config key 'score.skywork_bos' sets a prefix)",
+            stacklevel=2,
         )
+        bos = ""
     device = resolve_device(opts.device)
     model = Qwen2ValueHeadModel.from_folder(folder, resolve_dtype(opts.dtype, device), device)
     model = model.to(device).eval().requires_grad_(False)

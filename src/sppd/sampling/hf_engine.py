@@ -12,16 +12,26 @@ from __future__ import annotations
 
 import inspect
 import time
+from collections.abc import Sequence
 
 import torch
 
-from sppd.sampling.engine import EngineStats, FinishReason, GenerationParams, StepSample
+from sppd.sampling.engine import (
+    EngineStats,
+    FinishReason,
+    GenerationParams,
+    StepSample,
+    decode_step,
+    find_step_end,
+)
 
 
 class HFEngine:
     """Engine over a ``transformers`` causal LM and its tokenizer."""
 
-    def __init__(self, model, tokenizer, batch_size: int = 256, prune_below: float = 0.5):
+    def __init__(
+        self, model, tokenizer, batch_size: int = 256, prune_below: float = 0.5, extra_eos_ids: Sequence[int] = ()
+    ):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.batch_size = max(1, int(batch_size))
@@ -29,11 +39,16 @@ class HFEngine:
         self.stats = EngineStats()
         self.device = next(model.parameters()).device
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        self.eos_ids = _eos_ids(model, tokenizer)
+        self.eos_ids = _eos_ids(model, tokenizer) | {int(i) for i in extra_eos_ids}
         self._piece_cache: dict[int, str] = {}
         # transformers >= 5.2x renamed the cache argument; accept both spellings.
         params = inspect.signature(model.forward).parameters
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
+        # The prefill only needs the last position's logits; all of them would be (rows, prefix, vocab):
+        # ~100 GiB of bf16 at 512 rows x 1,500 tokens x 150k vocab. Older versions spell it
+        # num_logits_to_keep; a model that accepts neither gets full logits (correct, just larger).
+        keep = next((k for k in ("logits_to_keep", "num_logits_to_keep") if k in params), None)
+        self._prefill_kw = {keep: 1} if keep else {}
 
     def generate(
         self, prefixes: list[list[int]], n: int, params: GenerationParams, seed: int
@@ -56,7 +71,7 @@ class HFEngine:
     def _generate_batch(self, prefixes, n, params: GenerationParams, gen) -> list[StepSample]:
         ids, attn = _left_pad(prefixes, self.pad_id, self.device)
         pos = (attn.cumsum(-1) - 1).clamp(min=0)
-        out = self.model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True)
+        out = self.model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True, **self._prefill_kw)
         cache = _output_cache(out)
         logits = out.logits[:, -1, :].float()
         if n > 1:
@@ -107,25 +122,16 @@ class HFEngine:
             if tok in self.eos_ids:
                 state.reason[row] = FinishReason.EOS
             elif stop is not None:
-                piece = self._piece(tok)
-                state.tail[row] = (state.tail[row] + piece)[-(len(stop) + 64) :]
-                state.seen_text[row] = state.seen_text[row] or bool(piece.strip())
-                if state.seen_text[row] and stop in state.tail[row] and state.tail[row].strip():
+                # the whole step's text so far (steps are short): the step rule needs its lead
+                state.text[row] += self._piece(tok)
+                if find_step_end(state.text[row], stop) >= 0:
                     state.reason[row] = FinishReason.DELIMITER
             done_now.append(state.reason[row] is not None)
         return done_now
 
     def _finish(self, state: _RowState, row: int, stop: str | None) -> StepSample:
-        ids = state.ids[row]
         reason = state.reason[row] or FinishReason.LENGTH
-        text_ids = [t for t in ids if t not in self.eos_ids]
-        text = self.tokenizer.decode(text_ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
-        if reason == FinishReason.DELIMITER and stop:
-            cut = text.find(stop, len(text) - len(text.lstrip()))
-            text = text[:cut] if cut >= 0 else text
-        return StepSample(
-            token_ids=list(ids), token_logps=list(state.logps[row]), text=text.strip(), finish_reason=reason
-        )
+        return decode_step(self.tokenizer, state.ids[row], state.logps[row], reason, stop, self.eos_ids)
 
     def _piece(self, tok: int) -> str:
         piece = self._piece_cache.get(tok)
@@ -141,8 +147,7 @@ class _RowState:
     def __init__(self, rows: int):
         self.ids: list[list[int]] = [[] for _ in range(rows)]
         self.logps: list[list[float]] = [[] for _ in range(rows)]
-        self.tail = [""] * rows
-        self.seen_text = [False] * rows
+        self.text = [""] * rows
         self.reason: list[FinishReason | None] = [None] * rows
 
     def all_done(self) -> bool:

@@ -16,13 +16,14 @@ from sppd import runtime
 from sppd.eval.harness import generate_records, grade_records, score_records, summarize
 from sppd.eval.stats import markdown_table
 from sppd.io import StageDir, atomic_write_json, atomic_write_text
-from sppd.modeling import load_policy, set_threads
+from sppd.modeling import set_threads
 from sppd.prompting import build_prompt_ids
 from sppd.records import Problem
-from sppd.sampling.engine import GenerationParams, build_engine
+from sppd.sampling.engine import GenerationParams
 from sppd.settings import RunConfig
 from sppd.stages import common
 from sppd.stages.fingerprint import Fingerprint, policy_id, reuse
+from sppd.stages.policy_engine import load_engine
 from sppd.tasks import benchmark_task
 from sppd.types import NO_PRM
 
@@ -64,7 +65,9 @@ def load_eval_prm(cfg: RunConfig):
     path = cfg.eval.prm_path or cfg.score.prm_path or str(Path(cfg.run_dir) / "prm")
     if not Path(path).exists():
         raise FileNotFoundError(f"PRM folder for the ORM methods not found: {path} (config key 'eval.prm_path')")
-    return build_prm(name, path=path)
+    from sppd.stages.score import adapter_options
+
+    return build_prm(name, path=path, **adapter_options(cfg, name))
 
 
 def fingerprint(cfg: RunConfig, model_path: str | None = None) -> Fingerprint:
@@ -92,8 +95,7 @@ def main(cfg: RunConfig, model_path: str | None = None, out_dir: str = "") -> di
         return metrics
     common.save_stage_config(out, cfg)
     path = model_path or cfg.eval.model or common.policy_path(cfg)
-    model, tokenizer = load_policy(path, cfg.model)
-    engine = build_engine(cfg.sample.engine, model=model, tokenizer=tokenizer, batch_size=cfg.eval.batch_size)
+    engine, tokenizer = load_engine(cfg, path, cfg.eval.batch_size)
     prm = load_eval_prm(cfg)
     delimiter = cfg.step.delimiter_text()
     metrics = {}

@@ -13,14 +13,14 @@ import time
 
 from sppd import runtime
 from sppd.io import iter_trees
-from sppd.modeling import load_policy, set_threads
+from sppd.modeling import set_threads
 from sppd.prompting import build_prompt_ids
 from sppd.records import Tree
-from sppd.sampling.engine import build_engine
 from sppd.sampling.tree import TreeParams, TreeSampler
 from sppd.settings import RunConfig
 from sppd.stages import common
 from sppd.stages.fingerprint import Fingerprint, policy_id, reuse
+from sppd.stages.policy_engine import load_engine
 from sppd.tasks import training_task
 
 TAG = "trees"
@@ -59,8 +59,7 @@ def main(cfg: RunConfig, model_path: str | None = None, out_dir: str = "") -> di
     if rank == 0:
         common.save_stage_config(out, cfg)
     path = model_path or common.policy_path(cfg)
-    model, tokenizer = load_policy(path, cfg.model)
-    engine = build_engine(cfg.sample.engine, model=model, tokenizer=tokenizer, batch_size=cfg.sample.engine_batch_size)
+    engine, tokenizer = load_engine(cfg, path, cfg.sample.engine_batch_size)
     judge = task.outcome_judge()
     sampler = TreeSampler(engine, tree_params(cfg), judge)
     mine = [ci for ci in range(len(chunks)) if ci % world == rank]

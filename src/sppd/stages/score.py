@@ -56,8 +56,16 @@ def build_scorer(cfg: RunConfig):
             dtype=cfg.model.dtype,
             trust_remote_code=cfg.model.trust_remote_code,
             max_batch_tokens=s.max_batch_tokens,
+            **adapter_options(cfg, name),
         )
     return build_prm(name, **({"path": s.prm_path} if s.prm_path else {}))  # a plugin's PRM
+
+
+def adapter_options(cfg: RunConfig, name: str) -> dict:
+    """Options only one HF adapter takes: Skywork's bos prefix (``score.skywork_bos``)."""
+    if name == "skywork" and cfg.score.skywork_bos != "auto":
+        return {"bos_token": cfg.score.skywork_bos}
+    return {}
 
 
 def rollout_policy(cfg: RunConfig, trees_dir: Path | None = None) -> Path:
@@ -89,11 +97,10 @@ def build_mc(cfg: RunConfig, trees_dir: Path | None = None) -> MCScorer:
     leaf_judge = task.process_judge if process else None
     if not rollouts:
         return MCScorer(leaf_judge=leaf_judge, delimiter=cfg.step.delimiter_text())
-    from sppd.modeling import load_policy
-    from sppd.sampling.engine import GenerationParams, build_engine
+    from sppd.sampling.engine import GenerationParams
+    from sppd.stages.policy_engine import load_engine
 
-    model, tokenizer = load_policy(rollout_policy(cfg, trees_dir), cfg.model)
-    engine = build_engine(cfg.sample.engine, model=model, tokenizer=tokenizer, batch_size=cfg.sample.engine_batch_size)
+    engine, _ = load_engine(cfg, rollout_policy(cfg, trees_dir), cfg.sample.engine_batch_size)
     params = GenerationParams(
         max_new_tokens=cfg.sample.max_total_tokens,
         temperature=cfg.sample.temperature,

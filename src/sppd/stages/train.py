@@ -150,8 +150,24 @@ def save_final_model(acc, model, tokenizer, out: Path, dtype: torch.dtype) -> No
         unwrapped.config.dtype = dtype
         state_dict = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state_dict.items()}
         unwrapped.save_pretrained(str(out), state_dict=state_dict)
+        write_config_dtype(out, dtype)
         tokenizer.save_pretrained(str(out))
     acc.wait_for_everyone()
+
+
+def write_config_dtype(folder: Path, dtype: torch.dtype) -> None:
+    """Make ``config.json`` declare ``dtype``, the dtype of the saved weights.
+
+    ``save_pretrained`` writes the dtype of the model's parameters: the fp32 master copy, not the
+    bf16 weights it was handed. The next stage takes its save dtype from this declaration
+    (``_declared_dtype``), so a wrong one doubles every later model's size on disk.
+    """
+    path = folder / "config.json"
+    config = json.loads(path.read_text())
+    name = str(dtype).removeprefix("torch.")
+    keys = [k for k in ("dtype", "torch_dtype") if k in config] or ["dtype"]
+    config.update({k: name for k in keys})
+    atomic_write_json(path, config)
 
 
 def _set_cpu_threads(cfg: RunConfig, device: torch.device) -> None:
