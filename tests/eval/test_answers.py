@@ -14,8 +14,10 @@ from sppd.eval.answers import (
     clean_answer,
     extract_answer,
     gaokao_gold,
+    grading_form,
     gsm8k_gold,
     last_boxed,
+    numbers_equal,
     olympiadbench_gold,
     parse_plain_number,
 )
@@ -39,6 +41,10 @@ from sppd.eval.answers import (
         ("Natalia sold 72 clips.\n#### 72", "72"),
         ("no answer stated here", ""),
         ("\\boxed{}", ""),
+        ("The answer is \\boxed{}.", ""),  # an empty box states nothing
+        ("The answer is $\\boxed{ }$", ""),
+        ("\\boxed{7}\nThe answer is \\boxed{}.", ""),
+        ("\\boxed{}\n#### 12", "12"),  # the next candidate
         ("", ""),
     ],
 )
@@ -153,8 +159,59 @@ def test_parse_plain_number(text, value, decimal, percent):
 
 
 @pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("4.5e33", Fraction(45 * 10**32)),
+        ("1e-5", Fraction(1, 10**5)),
+        ("1.2E+3", Fraction(1200)),
+        ("-2.7778e-6", Fraction(-27778, 10**10)),
+        ("4.5 \\times 10^{33}", Fraction(45 * 10**32)),
+        ("4.5\\cdot10^{33}", Fraction(45 * 10**32)),
+        ("3 \\times 10^{-2}", Fraction(3, 100)),
+        ("6\\times10^5", Fraction(600000)),
+    ],
+)
+def test_parse_scientific_numbers(text, value):
+    assert parse_plain_number(text) == PlainNumber(value, True, False, scientific=True)
+
+
+def test_huge_exponents_are_not_plain_numbers():
+    start = time.perf_counter()
+    assert parse_plain_number("1e999999") is None
+    assert parse_plain_number("1\\times10^{999999}") is None
+    assert time.perf_counter() - start < 0.5
+
+
+def test_scientific_numbers_compare_to_a_relative_precision():
+    tiny, other = parse_plain_number("1e-8"), parse_plain_number("3e-8")
+    assert not numbers_equal(tiny, other)  # 6 decimal places would call these equal
+    assert numbers_equal(tiny, parse_plain_number("0.00000001"))
+    assert numbers_equal(parse_plain_number("4.5e33"), parse_plain_number("4500000000000000000000000000000000"))
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("4.5e33", "4.5\\times10^{33}"),
+        ("-1e-5", "-1\\times10^{-5}"),
+        ("1.2E+3", "1.2\\times10^{3}"),
+        ("$4.e3$", "4\\times10^{3}"),
+        ("-1./3", "-1/3"),
+        ("x+$ $y", "x+ y"),
+        ("\\$5", "\\$5"),  # an escaped dollar stays
+        ("148.5e", "148.5e"),  # not a number in e-notation: Euler's e stays
+        ("3e^{-2t}", "3e^{-2t}"),
+        ("(1 - 3e^{-2t} + 2e^{-5t}) u(t)", "(1 - 3e^{-2t} + 2e^{-5t}) u(t)"),
+        ("2e-5t", "2e-5t"),
+    ],
+)
+def test_grading_form(raw, expected):
+    assert grading_form(raw) == expected
+
+
+@pytest.mark.parametrize(
     "text",
-    ["x=5", "2x", "\\sqrt{2}", "1/0", "1,2", "12,34", "1e5", "2^{10}", "\\pi", "", "-", "9" * 100],
+    ["x=5", "2x", "\\sqrt{2}", "1/0", "1,2", "12,34", "1e", "e5", "2^{10}", "10^{5}", "\\pi", "", "-", "9" * 100],
 )
 def test_non_plain_numbers_are_rejected(text):
     assert parse_plain_number(text) is None

@@ -13,7 +13,9 @@ Golds: one small function per benchmark format (GSM8K ``####``, MATH/OCW last bo
 ``final_answer`` list, Gaokao ``$...$`` answers).
 
 Plain numbers: :func:`parse_plain_number` reads ``1,234``, ``-0.5``, ``3/4``, ``\\frac{3}{4}``,
-``50\\%`` into an exact ``Fraction`` with a regular grammar; the grader's fast path uses it.
+``50\\%``, ``4.5e33`` into an exact ``Fraction`` with a regular grammar; the grader's fast path uses
+it. :func:`grading_form` is the normalisation both grading paths see (e-notation, ``a./b``, inner
+``$``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 _BOX_COMMAND_RE = re.compile(r"\\(?:boxed|fbox)")
+_EMPTY_BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*\{\s*\}")
 _BARE_BOX_ARG_RE = re.compile(r"[^\s$]+")
 # "The answer is", "the final answer is:", "Answer is" ... (last one in the text wins).
 _ANSWER_IS_RE = re.compile(r"(?:final\s+)?answer\s+is\s*:?\s*", re.IGNORECASE)
@@ -132,7 +135,8 @@ def extract_answer(text: str) -> str:
     for finder in (last_boxed, _answer_is_statement, _hash_answer):
         found = finder(text)
         if found is not None:
-            cleaned = clean_answer(found)
+            # "The answer is \boxed{}." states nothing: the empty box must not become the answer.
+            cleaned = clean_answer(_EMPTY_BOX_RE.sub("", found))
             if cleaned:
                 return cleaned
     return ""
@@ -205,6 +209,12 @@ _SLASH_FRACTION_RE = re.compile(r"(\d+)\s*/\s*(\d+)")
 _LATEX_FRACTION_RE = re.compile(r"\\[dt]?frac\s*\{\s*(-?\d+)\s*\}\s*\{\s*(-?\d+)\s*\}")
 _SHORT_FRACTION_RE = re.compile(r"\\[dt]?frac\s*(\d)\s*(\d)")  # \frac12
 _THIN_SPACE_SEPARATOR_RE = re.compile(r",\\!\s*")
+# Scientific notation: "4.5e33", "1E-5" (OCW golds, Python-style answers) and "4.5 \times 10^{33}".
+_E_NOTATION_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)[eE]([+-]?\d{1,6})")
+_TIMES_TEN_RE = re.compile(
+    r"(\d+(?:\.\d+)?|\.\d+)\s*(?:\\times|\\cdot|\*)\s*10\s*\^\s*(?:\{\s*([+-]?\d{1,6})\s*\}|(\d))"
+)
+_MAX_EXPONENT = 400  # 10**400 is cheap; far larger powers are left to math-verify's timeouts
 _DEGREE_SUFFIXES = ("^{\\circ}", "^\\circ", "\\circ")
 _PERCENT_SUFFIXES = ("\\%", "%")
 
@@ -219,6 +229,8 @@ class PlainNumber:
     value: Fraction
     decimal: bool
     percent: bool
+    scientific: bool = False
+    """Written as ``a e b`` / ``a \\times 10^{b}``: compared to a relative precision, not to 6 places."""
 
 
 def parse_plain_number(answer: str) -> PlainNumber | None:
@@ -226,6 +238,7 @@ def parse_plain_number(answer: str) -> PlainNumber | None:
 
     Accepted: an optional sign, then ``1234``, ``1,234`` / ``1{,}234`` (thousands separators),
     ``12.5``, ``.5``, ``3/4``, ``\\frac{3}{4}`` / ``\\dfrac`` / ``\\tfrac`` / ``\\frac34``,
+    ``4.5e33`` / ``1E-5`` / ``4.5 \\times 10^{33}`` / ``4.5\\cdot10^{33}`` (exponents up to 400),
     optionally followed by ``\\%`` or ``^\\circ``; a leading ``\\$`` is ignored. This is a regular
     grammar read by ``re``: nothing is evaluated.
     """
@@ -250,11 +263,25 @@ def parse_plain_number(answer: str) -> PlainNumber | None:
     sign = 1
     if s and s[0] in "+-":
         sign, s = (-1 if s[0] == "-" else 1), s[1:].strip()
+    scientific = _scientific_number(s)
+    if scientific is not None:
+        return PlainNumber(sign * scientific, True, percent, scientific=True)
     parsed = _unsigned_number(s)
     if parsed is None:
         return None
     value, decimal = parsed
     return PlainNumber(sign * value, decimal, percent)
+
+
+def _scientific_number(s: str) -> Fraction | None:
+    """Exact value of an unsigned ``4.5e33`` / ``4.5 \\times 10^{33}``, or None."""
+    match = _E_NOTATION_RE.fullmatch(s) or _TIMES_TEN_RE.fullmatch(s)
+    if match is None:
+        return None
+    mantissa, exponent = match.group(1), int(next(g for g in match.groups()[1:] if g is not None))
+    if abs(exponent) > _MAX_EXPONENT:  # never build a huge integer from untrusted text
+        return None
+    return Fraction(mantissa) * Fraction(10) ** exponent
 
 
 def _unsigned_number(s: str) -> tuple[Fraction, bool] | None:
@@ -280,17 +307,54 @@ def numbers_equal(gold: PlainNumber, pred: PlainNumber) -> bool:
     Deliberately more lenient than math-verify, which accepts the face value of integer percents
     only (it grades ``12.5\\%`` against ``12.5`` wrong); golds such as OlympiadBench's ``62.5%``
     are commonly answered ``62.5``, and the Qwen2.5-Math evaluator strips ``%`` altogether.
+    When either side is in scientific notation the values must agree to a relative 1e-6 instead
+    (6 decimal places would make ``1e-8 == 3e-8``).
     """
     decimal = gold.decimal or pred.decimal
+    scientific = gold.scientific or pred.scientific
     for g in _percent_readings(gold):
         for p in _percent_readings(pred):
-            if (round(g, 6) == round(p, 6)) if decimal else g == p:
+            if scientific:
+                same = abs(g - p) <= _RELATIVE_PRECISION * max(abs(g), abs(p))
+            else:
+                same = (round(g, 6) == round(p, 6)) if decimal else g == p
+            if same:
                 return True
     return False
 
 
+_RELATIVE_PRECISION = Fraction(1, 10**6)
+
+
 def _percent_readings(number: PlainNumber) -> tuple:
     return (number.value, number.value / 100) if number.percent else (number.value,)
+
+
+# --------------------------------------------------------------------------- grading form
+
+# A Python float before a division: OCW's "-1./3" is -1/3 (math-verify would read "-1." then stop).
+_FLOAT_BEFORE_SLASH_RE = re.compile(r"(\d)\.(?=\s*/)")
+_SIGNED_E_NUMBER_RE = re.compile(r"([+-]?)" + _E_NOTATION_RE.pattern)
+
+
+def grading_form(answer: str) -> str:
+    """The form of a gold or predicted answer that the grader compares (both paths).
+
+    Besides :func:`clean_answer`: ``$`` signs inside the answer go (an OCW gold reads
+    ``x_{0} \\cos (\\omega t)+$ $\\dot{x}_{0} ...``); ``a./b`` becomes ``a/b``; an answer that is
+    just an e-notation number (``4.5e33``, ``1e-5``, ``1.2E+3``) becomes ``4.5\\times10^{33}``,
+    because math-verify reads ``e`` as Euler's number (``4.5e33`` would equal ``148.5e``). Only a
+    whole-answer number is rewritten: ``3e^{-2t}`` and ``2e`` keep their ``e``.
+    """
+    s = clean_answer(answer)
+    if "$" in s:
+        s = _UNESCAPED_DOLLAR_RE.sub("", s).strip()
+    s = _FLOAT_BEFORE_SLASH_RE.sub(r"\1", s)
+    match = _SIGNED_E_NUMBER_RE.fullmatch(s)
+    if match:
+        sign, mantissa, exponent = match.group(1), match.group(2).rstrip("."), int(match.group(3))
+        s = f"{sign}{mantissa}\\times10^{{{exponent}}}"
+    return s
 
 
 # --------------------------------------------------------------------------- canonical strings
@@ -298,6 +362,7 @@ def _percent_readings(number: PlainNumber) -> tuple:
 # Layout-only LaTeX: sizing of delimiters (not \leftarrow), thin spaces, display style.
 _LATEX_NOISE_RE = re.compile(r"\\(?:left|right|displaystyle)(?![a-zA-Z])|\\[!,;: ]")
 _TEXT_WRAPPERS = ("\\text{", "\\textbf{", "\\mathrm{", "\\mbox{")
+_SPACED_WRAPPER_RE = re.compile(r"\\(text|textbf|mathrm|mbox)\s+\{")  # "\text {red}" (OCW) is "\text{red}"
 
 
 def canonical_answer(answer: str) -> str:
@@ -315,6 +380,7 @@ def canonical_answer(answer: str) -> str:
     s = _LATEX_NOISE_RE.sub("", s)
     s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
     s = s.replace("^{\\circ}", "").replace("^\\circ", "")
+    s = _SPACED_WRAPPER_RE.sub(r"\\\1{", s)
     for wrapper in _TEXT_WRAPPERS:
         s = _unwrap_command(s, wrapper)
     return "".join(s.split()).rstrip(".")

@@ -12,27 +12,35 @@ killed and replaced, and the answer is graded wrong with path ``timeout``. Worke
 under a memory cap, and answers longer than ``max_answer_chars`` are graded wrong unparsed.
 
 Decision order in :meth:`Grader.grade_many` (path in brackets):
-empty gold or prediction [empty] -> too long [too_long] -> both plain numbers [fast] ->
-same canonical string [exact] -> math-verify in a worker [verify | timeout | crash].
+empty gold or prediction [empty] -> too long [too_long] -> Python ``**`` power [rejected] ->
+both plain numbers [fast] -> same canonical string [exact] -> math-verify in a worker
+[verify | timeout | crash]. Both sides are first put in :func:`~sppd.eval.answers.grading_form`
+(e-notation, ``a./b``, inner ``$``), so both paths see the same strings.
 """
 
 from __future__ import annotations
 
 import atexit
 import dataclasses
+import re
 import threading
 import weakref
 from dataclasses import dataclass
 
 from sppd.eval.answers import (
     canonical_answer,
-    clean_answer,
+    grading_form,
     numbers_equal,
     parse_plain_number,
 )
 from sppd.eval.verify_pool import GradePath, GradeResult, VerifyPool
 
 __all__ = ["Grader", "GraderConfig", "GradePath", "GradeResult", "answers_equivalent", "canonical_answer"]
+
+# "2**3" is not LaTeX: math-verify reads its "2" and stops, so gold 2 would match. Grading it
+# wrong without a worker also never builds a huge power. "**5** apples" (markdown bold) is not
+# matched: a power has an operand right before "**" and right after it (or spaces on both sides).
+_PYTHON_POWER_RE = re.compile(r"[\w)}\]](?:\*\*|\s+\*\*\s+)[\w({\[+-]")
 
 
 @dataclass(frozen=True)
@@ -106,8 +114,9 @@ class Grader:
         results: list[GradeResult | None] = [self._decide_locally(g, p) for g, p in pairs]
         todo = [i for i, result in enumerate(results) if result is None]
         if todo:
+            forms = [(grading_form(pairs[i][0]), grading_form(pairs[i][1])) for i in todo]
             with self._lock:
-                outcomes = self._pool.run([(pairs[i][0], pairs[i][1]) for i in todo], self.config.timeout_s)
+                outcomes = self._pool.run(forms, self.config.timeout_s)
             for i, outcome in zip(todo, outcomes, strict=True):
                 results[i] = outcome
         return [r for r in results if r is not None]
@@ -126,7 +135,7 @@ class Grader:
         if len(pred) > 2 * limit or len(gold) > 2 * limit:  # before any string work
             side = "prediction" if len(pred) > 2 * limit else "gold"
             return GradeResult(False, GradePath.TOO_LONG, f"{side} longer than {limit} chars")
-        gold, pred = clean_answer(gold), clean_answer(pred)
+        gold, pred = grading_form(gold), grading_form(pred)
         if not pred:
             return GradeResult(False, GradePath.EMPTY, "no predicted answer")
         if not gold:
@@ -134,6 +143,9 @@ class Grader:
         if len(pred) > limit or len(gold) > limit:
             side = "prediction" if len(pred) > limit else "gold"
             return GradeResult(False, GradePath.TOO_LONG, f"{side} longer than {limit} chars")
+        for side, text in (("prediction", pred), ("gold", gold)):
+            if "**" in text and _PYTHON_POWER_RE.search(text):
+                return GradeResult(False, GradePath.REJECTED, f"{side} uses Python's ** power, not LaTeX")
         if not self.config.use_fast_path:
             return None
         gold_number, pred_number = parse_plain_number(gold), parse_plain_number(pred)

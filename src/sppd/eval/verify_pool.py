@@ -32,6 +32,7 @@ class GradePath(StrEnum):
     CRASH = "crash"  # the worker died (e.g. memory cap, C-level abort) -> wrong
     EMPTY = "empty"  # gold or prediction is empty -> wrong
     TOO_LONG = "too_long"  # longer than max_answer_chars -> wrong, never parsed
+    REJECTED = "rejected"  # a form math-verify misreads (Python "2**3") -> wrong, never parsed
 
 
 @dataclass(frozen=True)
