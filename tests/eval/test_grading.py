@@ -279,3 +279,56 @@ def test_workers_that_cannot_start_raise_a_clear_error():
     with Grader(memory_limit_mb=50, workers=1) as g:  # too little memory to import sympy
         with pytest.raises(RuntimeError, match="failing to start"):
             g.grade("x+1", "1+x")
+
+
+_FAKE_WORKER = """
+import os, sys
+from multiprocessing.connection import Connection
+conn, marker = Connection(int(sys.argv[1])), sys.argv[2]
+conn.send("ready")
+while True:
+    task_id, gold, pred, alarm_s = conn.recv()
+    if pred == "crash-always" or (pred == "crash-once" and not os.path.exists(marker)):
+        open(marker, "w").close()
+        os._exit(3)
+    conn.send((task_id, gold == pred, "fake verify"))
+"""
+
+
+@pytest.fixture
+def fake_workers(monkeypatch, tmp_path):
+    """Workers speaking the pool's protocol that die on chosen predictions; counts the starts."""
+    import socket
+    import subprocess
+    import sys
+
+    from sppd.eval import verify_pool
+
+    starts = []
+
+    def start(memory_limit_mb):
+        parent, child = socket.socketpair()
+        argv = [sys.executable, "-c", _FAKE_WORKER, str(child.fileno()), str(tmp_path / "crashed")]
+        process = subprocess.Popen(argv, pass_fds=(child.fileno(),))
+        child.close()
+        starts.append(process)
+        return verify_pool._Worker(process, verify_pool.Connection(parent.detach()), time.monotonic())
+
+    monkeypatch.setattr(verify_pool, "_start_worker", start)
+    return starts
+
+
+def test_a_crashed_pair_is_retried_once_on_another_worker(fake_workers):
+    with Grader(workers=1, use_fast_path=False) as g:
+        first, other = g.grade_many([("crash-once", "crash-once"), ("x", "x")])
+    assert first.correct and first.path is GradePath.VERIFY  # the retry went through
+    assert other.correct
+    assert len(fake_workers) == 2  # the crashed worker was replaced by a fresh one
+
+
+def test_a_pair_that_crashes_twice_is_wrong(fake_workers):
+    with Grader(workers=2, use_fast_path=False) as g:
+        crashed, fine = g.grade_many([("x", "crash-always"), ("y", "y")])
+    assert not crashed.correct and crashed.path is GradePath.CRASH and "twice" in crashed.reason
+    assert fine.correct
+    assert len(fake_workers) == 4  # two workers, each crashed one replaced
