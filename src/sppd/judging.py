@@ -58,6 +58,10 @@ class MathJudge:
             close()
 
 
-def build_judge(source: str):
-    """The toy checker for toy problems, math grading for everything else."""
-    return toy_judge if source == "toy" else MathJudge()
+def build_judge(source: str, timeout_s: float = 5.0, workers: int = 2):
+    """The toy checker for toy problems, math grading for everything else.
+
+    ``timeout_s`` (per math-verify comparison) and ``workers`` (math-verify processes) only matter
+    to math grading.
+    """
+    return toy_judge if source == "toy" else MathJudge(timeout_s=timeout_s, workers=workers)

@@ -244,6 +244,7 @@ class EvalConfig:
     sample_score: str = "last"  # which step score stands for a sample: last | min | mean
     bootstrap: int = 1000  # bootstrap resamples for 95% intervals
     grade_timeout_s: float = 5.0  # per-answer grading timeout (math-verify in worker processes)
+    grade_workers: int = 2  # math-verify worker processes of the grader
     model: str = ""  # model folder to evaluate (default: the policy)
     out: str = ""  # output folder (default: <run_dir>/eval)
 

@@ -63,6 +63,13 @@ def bench_tag(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", Path(name).stem if name.endswith(".jsonl") else name).strip("_")
 
 
+def bench_judge(cfg: RunConfig, name: str):
+    """The judge of one benchmark; math grading runs under ``eval.grade_timeout_s`` and ``eval.grade_workers``."""
+    if name in TOY_SETS:
+        return build_judge("toy")
+    return build_judge(name, timeout_s=cfg.eval.grade_timeout_s, workers=cfg.eval.grade_workers)
+
+
 def load_eval_prm(cfg: RunConfig):
     """The PRM behind the ORM methods, or None when none is configured or usable outside trees."""
     name = cfg.eval.prm or cfg.score.scorer
@@ -90,7 +97,9 @@ def fingerprint(cfg: RunConfig, model_path: str | None = None) -> Fingerprint:
     inputs = {"model": Path(model) if model else policy_id(cfg)}
     if prm not in ("none", "mc", "oracle"):
         inputs["prm"] = Path(cfg.eval.prm_path or cfg.score.prm_path or Path(cfg.run_dir) / "prm")
-    return Fingerprint.of("eval", cfg, keys, ["eval.out", "eval.model", "eval.prm_path"], inputs)
+    # grade_workers changes how fast answers are graded, never a verdict.
+    exclude = ["eval.out", "eval.model", "eval.prm_path", "eval.grade_workers"]
+    return Fingerprint.of("eval", cfg, keys, exclude, inputs)
 
 
 def main(cfg: RunConfig, model_path: str | None = None, out_dir: str = "") -> dict:
@@ -108,7 +117,7 @@ def main(cfg: RunConfig, model_path: str | None = None, out_dir: str = "") -> di
     delimiter = cfg.step.delimiter_text()
     metrics = {}
     for name in cfg.eval.benchmarks:
-        judge = build_judge("toy" if name in TOY_SETS else name)
+        judge = bench_judge(cfg, name)
         try:
             records = _run_benchmark(cfg, name, out, engine, tokenizer, judge, prm, delimiter)
         finally:
