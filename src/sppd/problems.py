@@ -50,6 +50,8 @@ def _as_problems(items, source: str) -> list[Problem]:
                     question=item.question,
                     gold=str(item.gold),
                     source=getattr(item, "source", source),
+                    # eval leaves these out and says how many; see sppd.eval.benchmarks
+                    meta={"unwinnable": item.unwinnable} if getattr(item, "unwinnable", "") else {},
                 )
             )
     return out

@@ -20,6 +20,7 @@ from sppd.eval.answers import (
     numbers_equal,
     olympiadbench_gold,
     parse_plain_number,
+    strip_bare_unit,
 )
 
 
@@ -123,13 +124,36 @@ def test_olympiadbench_gold_strips_dollars_in_multi_answers():
         ("$48$, $384$", "48, 384"),
         ("$5$ or $9$", "5, 9"),
         ("$145$solution:", "145"),
-        ("20 $cm^{2}$", "20 cm^{2}"),
+        ("20 $cm^{2}$", "20"),  # a bare unit no answer could match
+        ("$22.1cm^{2}$", "22.1"),
+        ("$36\\sqrt{7}cm^{3}$", "36\\sqrt{7}"),
+        ("$576\\pi\\;m^{2}$", "576\\pi"),
+        ("2s", "2s"),  # in terms of a speed s
+        ("$5am$", "5am"),
         ("C", "C"),
         ("", ""),
     ],
 )
 def test_gaokao_gold(raw, expected):
     assert gaokao_gold(raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("gold", "expected"),
+    [
+        ("20 cm^{2}", "20"),
+        ("3 mm", "3"),
+        ("2\\sqrt{2} km", "2\\sqrt{2}"),
+        ("4 m", "4"),
+        ("10m^2", "10"),
+        ("6m", "6m"),  # m may be a variable: needs a space or an exponent
+        ("x = 4 m", "x = 4 m"),  # letters of its own: not a number with a unit
+        ("cm", "cm"),
+        ("5\\text{ cm}", "5\\text{ cm}"),  # math-verify drops \text units itself
+    ],
+)
+def test_strip_bare_unit(gold, expected):
+    assert strip_bare_unit(gold) == expected
 
 
 @pytest.mark.parametrize(

@@ -189,16 +189,41 @@ def gaokao_gold(answer: str) -> str:
 
     When the answer starts with a ``$...$`` segment, the segments are the answer and the text
     between them is a separator: ``"$48$, $384$"`` -> ``"48, 384"``, ``"$5$ or $9$"`` -> ``"5, 9"``,
-    ``"$145$solution:"`` -> ``"145"``. Otherwise (``"20 $cm^{2}$"``, ``"A"``) the ``$`` signs
-    are dropped and the text kept. Two records have an empty answer; their gold is ``""``.
+    ``"$145$solution:"`` -> ``"145"``. Otherwise (``"A"``) the ``$`` signs are dropped and the
+    text kept. A bare length unit after a number goes (:func:`strip_bare_unit`: ``"20 $cm^{2}$"``
+    -> ``"20"``). Two records have an empty answer; their gold is ``""``.
     """
     s = answer.strip()
     if s.startswith("$"):
         segments = [seg.strip() for seg in _DOLLAR_SEGMENT_RE.findall(s)]
         segments = [seg for seg in segments if seg]
         if segments:
-            return ", ".join(segments)
-    return strip_dollars(s)
+            return strip_bare_unit(", ".join(segments))
+    return strip_bare_unit(strip_dollars(s))
+
+
+# "20 cm^{2}", "22.1cm^{2}", "576\pi\;m^{2}": math-verify reads a bare unit as variables (c*m**2),
+# so no plain answer could match. A one-letter unit needs an exponent or a space before it:
+# "6m" and "2s" are answers in terms of a variable m or s.
+_BARE_UNIT_RE = re.compile(r"(?P<value>.*?)(?P<gap>(?:\s|\\[;,: ])*)(?P<unit>cm|mm|km|dm|m)(?P<power>\^\{?[23]\}?)?")
+_LATEX_COMMAND_RE = re.compile(r"\\[a-zA-Z]+")
+
+
+def strip_bare_unit(gold: str) -> str:
+    """``gold`` without a trailing bare length unit, when what is left is a number (``36\\sqrt{7}``).
+
+    Left unchanged when the part before the unit has letters of its own (``x = 4 m``), or the
+    unit is a lone ``m`` written without a space or an exponent (``6m``: m may be a variable).
+    """
+    match = _BARE_UNIT_RE.fullmatch(gold)
+    if match is None:
+        return gold
+    value = match.group("value").strip()
+    if not value or re.search(r"[a-zA-Z]", _LATEX_COMMAND_RE.sub("", value)):
+        return gold
+    if match.group("unit") == "m" and not (match.group("gap") or match.group("power")):
+        return gold
+    return value
 
 
 # --------------------------------------------------------------------------- plain numbers

@@ -35,7 +35,15 @@ from sppd.eval.answers import (
 )
 from sppd.eval.verify_pool import GradePath, GradeResult, VerifyPool
 
-__all__ = ["Grader", "GraderConfig", "GradePath", "GradeResult", "answers_equivalent", "canonical_answer"]
+__all__ = [
+    "Grader",
+    "GraderConfig",
+    "GradePath",
+    "GradeResult",
+    "answers_equivalent",
+    "canonical_answer",
+    "unwinnable_reason",
+]
 
 # "2**3" is not LaTeX: math-verify reads its "2" and stops, so gold 2 would match. Grading it
 # wrong without a worker also never builds a huge power. "**5** apples" (markdown bold) is not
@@ -156,6 +164,25 @@ class Grader:
         if canonical_answer(gold) == canonical_answer(pred):
             return GradeResult(True, GradePath.EXACT, "same canonical string")
         return None
+
+
+def unwinnable_reason(gold: str, max_answer_chars: int = GraderConfig.max_answer_chars) -> str:
+    """Why no prediction can be graded right against ``gold``; ``""`` when one can.
+
+    The gold-side verdicts of :meth:`Grader.grade_many` that need no worker: an empty gold, one
+    longer than ``max_answer_chars``, one in a form the grader rejects. Cheap (string work only),
+    so benchmark loaders flag such problems on every load.
+    """
+    if len(gold) > 2 * max_answer_chars:
+        return f"gold longer than {max_answer_chars} chars"
+    form = grading_form(gold)
+    if not form:
+        return "empty gold"
+    if len(form) > max_answer_chars:
+        return f"gold longer than {max_answer_chars} chars"
+    if "**" in form and _PYTHON_POWER_RE.search(form):
+        return "gold uses Python's ** power"
+    return ""
 
 
 _shared: Grader | None = None
