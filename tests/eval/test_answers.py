@@ -14,7 +14,6 @@ from sppd.eval.answers import (
     clean_answer,
     extract_answer,
     gaokao_gold,
-    grading_form,
     gsm8k_gold,
     last_boxed,
     numbers_equal,
@@ -22,6 +21,7 @@ from sppd.eval.answers import (
     parse_plain_number,
     strip_bare_unit,
 )
+from sppd.eval.grading import grading_form
 
 
 @pytest.mark.parametrize(

@@ -14,8 +14,7 @@ Golds: one small function per benchmark format (GSM8K ``####``, MATH/OCW last bo
 
 Plain numbers: :func:`parse_plain_number` reads ``1,234``, ``-0.5``, ``3/4``, ``\\frac{3}{4}``,
 ``50\\%``, ``4.5e33`` into an exact ``Fraction`` with a regular grammar; the grader's fast path uses
-it. :func:`grading_form` is the normalisation both grading paths see (e-notation, ``a./b``, inner
-``$``).
+it.
 """
 
 from __future__ import annotations
@@ -353,33 +352,6 @@ _RELATIVE_PRECISION = Fraction(1, 10**6)
 
 def _percent_readings(number: PlainNumber) -> tuple:
     return (number.value, number.value / 100) if number.percent else (number.value,)
-
-
-# --------------------------------------------------------------------------- grading form
-
-# A Python float before a division: OCW's "-1./3" is -1/3 (math-verify would read "-1." then stop).
-_FLOAT_BEFORE_SLASH_RE = re.compile(r"(\d)\.(?=\s*/)")
-_SIGNED_E_NUMBER_RE = re.compile(r"([+-]?)" + _E_NOTATION_RE.pattern)
-
-
-def grading_form(answer: str) -> str:
-    """The form of a gold or predicted answer that the grader compares (both paths).
-
-    Besides :func:`clean_answer`: ``$`` signs inside the answer go (an OCW gold reads
-    ``x_{0} \\cos (\\omega t)+$ $\\dot{x}_{0} ...``); ``a./b`` becomes ``a/b``; an answer that is
-    just an e-notation number (``4.5e33``, ``1e-5``, ``1.2E+3``) becomes ``4.5\\times10^{33}``,
-    because math-verify reads ``e`` as Euler's number (``4.5e33`` would equal ``148.5e``). Only a
-    whole-answer number is rewritten: ``3e^{-2t}`` and ``2e`` keep their ``e``.
-    """
-    s = clean_answer(answer)
-    if "$" in s:
-        s = _UNESCAPED_DOLLAR_RE.sub("", s).strip()
-    s = _FLOAT_BEFORE_SLASH_RE.sub(r"\1", s)
-    match = _SIGNED_E_NUMBER_RE.fullmatch(s)
-    if match:
-        sign, mantissa, exponent = match.group(1), match.group(2).rstrip("."), int(match.group(3))
-        s = f"{sign}{mantissa}\\times10^{{{exponent}}}"
-    return s
 
 
 # --------------------------------------------------------------------------- canonical strings

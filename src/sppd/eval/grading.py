@@ -14,7 +14,7 @@ under a memory cap, and answers longer than ``max_answer_chars`` are graded wron
 Decision order in :meth:`Grader.grade_many` (path in brackets):
 empty gold or prediction [empty] -> too long [too_long] -> Python ``**`` power [rejected] ->
 both plain numbers [fast] -> same canonical string [exact] -> math-verify in a worker
-[verify | timeout | crash]. Both sides are first put in :func:`~sppd.eval.answers.grading_form`
+[verify | timeout | crash]. Both sides are first put in :func:`grading_form`
 (e-notation, ``a./b``, inner ``$``), so both paths see the same strings.
 """
 
@@ -29,9 +29,10 @@ from dataclasses import dataclass
 
 from sppd.eval.answers import (
     canonical_answer,
-    grading_form,
+    clean_answer,
     numbers_equal,
     parse_plain_number,
+    strip_dollars,
 )
 from sppd.eval.verify_pool import GradePath, GradeResult, VerifyPool
 
@@ -42,6 +43,7 @@ __all__ = [
     "GradeResult",
     "answers_equivalent",
     "canonical_answer",
+    "grading_form",
     "unwinnable_reason",
 ]
 
@@ -49,6 +51,31 @@ __all__ = [
 # wrong without a worker also never builds a huge power. "**5** apples" (markdown bold) is not
 # matched: a power has an operand right before "**" and right after it (or spaces on both sides).
 _PYTHON_POWER_RE = re.compile(r"[\w)}\]](?:\*\*|\s+\*\*\s+)[\w({\[+-]")
+
+
+# A Python float before a division: OCW's "-1./3" is -1/3 (math-verify would read "-1." then stop).
+_FLOAT_BEFORE_SLASH_RE = re.compile(r"(\d)\.(?=\s*/)")
+_SIGNED_E_NUMBER_RE = re.compile(r"([+-]?)(\d+(?:\.\d*)?|\.\d+)[eE]([+-]?\d{1,6})")
+
+
+def grading_form(answer: str) -> str:
+    """The form of a gold or predicted answer that the grader compares (both paths).
+
+    Besides :func:`clean_answer`: ``$`` signs inside the answer go (an OCW gold reads
+    ``x_{0} \\cos (\\omega t)+$ $\\dot{x}_{0} ...``); ``a./b`` becomes ``a/b``; an answer that is
+    just an e-notation number (``4.5e33``, ``1e-5``, ``1.2E+3``) becomes ``4.5\\times10^{33}``,
+    because math-verify reads ``e`` as Euler's number (``4.5e33`` would equal ``148.5e``). Only a
+    whole-answer number is rewritten: ``3e^{-2t}`` and ``2e`` keep their ``e``.
+    """
+    s = clean_answer(answer)
+    if "$" in s:
+        s = strip_dollars(s)
+    s = _FLOAT_BEFORE_SLASH_RE.sub(r"\1", s)
+    match = _SIGNED_E_NUMBER_RE.fullmatch(s)
+    if match:
+        sign, mantissa, exponent = match.group(1), match.group(2).rstrip("."), int(match.group(3))
+        s = f"{sign}{mantissa}\\times10^{{{exponent}}}"
+    return s
 
 
 @dataclass(frozen=True)
