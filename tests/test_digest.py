@@ -53,6 +53,7 @@ NON_OUTPUT = {
     },
     "eval.prm_path": "location",
     "eval.model": "location",
+    "eval.grade_workers": "runtime",  # how fast answers are graded, never a verdict
     "eval.out": "location",
 }
 

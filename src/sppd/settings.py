@@ -195,6 +195,7 @@ class EvalConfig:
     sample_score: SampleScore = SampleScore.LAST  # which step score stands for a sample: last | min | mean
     bootstrap: int = 1000  # bootstrap resamples for 95% intervals
     grade_timeout_s: float = 5.0  # per-answer grading timeout (math-verify in worker processes)
+    grade_workers: int = runtime(2)  # math-verify worker processes of the grader (speed only)
     model: str = location("")  # model folder to evaluate (default: the policy)
     out: str = location("")  # output folder (default: <run_dir>/eval)
 

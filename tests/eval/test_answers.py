@@ -16,9 +16,12 @@ from sppd.eval.answers import (
     gaokao_gold,
     gsm8k_gold,
     last_boxed,
+    numbers_equal,
     olympiadbench_gold,
     parse_plain_number,
+    strip_bare_unit,
 )
+from sppd.eval.grading import grading_form
 
 
 @pytest.mark.parametrize(
@@ -39,6 +42,10 @@ from sppd.eval.answers import (
         ("Natalia sold 72 clips.\n#### 72", "72"),
         ("no answer stated here", ""),
         ("\\boxed{}", ""),
+        ("The answer is \\boxed{}.", ""),  # an empty box states nothing
+        ("The answer is $\\boxed{ }$", ""),
+        ("\\boxed{7}\nThe answer is \\boxed{}.", ""),
+        ("\\boxed{}\n#### 12", "12"),  # the next candidate
         ("", ""),
     ],
 )
@@ -117,13 +124,36 @@ def test_olympiadbench_gold_strips_dollars_in_multi_answers():
         ("$48$, $384$", "48, 384"),
         ("$5$ or $9$", "5, 9"),
         ("$145$solution:", "145"),
-        ("20 $cm^{2}$", "20 cm^{2}"),
+        ("20 $cm^{2}$", "20"),  # a bare unit no answer could match
+        ("$22.1cm^{2}$", "22.1"),
+        ("$36\\sqrt{7}cm^{3}$", "36\\sqrt{7}"),
+        ("$576\\pi\\;m^{2}$", "576\\pi"),
+        ("2s", "2s"),  # in terms of a speed s
+        ("$5am$", "5am"),
         ("C", "C"),
         ("", ""),
     ],
 )
 def test_gaokao_gold(raw, expected):
     assert gaokao_gold(raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("gold", "expected"),
+    [
+        ("20 cm^{2}", "20"),
+        ("3 mm", "3"),
+        ("2\\sqrt{2} km", "2\\sqrt{2}"),
+        ("4 m", "4"),
+        ("10m^2", "10"),
+        ("6m", "6m"),  # m may be a variable: needs a space or an exponent
+        ("x = 4 m", "x = 4 m"),  # letters of its own: not a number with a unit
+        ("cm", "cm"),
+        ("5\\text{ cm}", "5\\text{ cm}"),  # math-verify drops \text units itself
+    ],
+)
+def test_strip_bare_unit(gold, expected):
+    assert strip_bare_unit(gold) == expected
 
 
 @pytest.mark.parametrize(
@@ -153,8 +183,59 @@ def test_parse_plain_number(text, value, decimal, percent):
 
 
 @pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("4.5e33", Fraction(45 * 10**32)),
+        ("1e-5", Fraction(1, 10**5)),
+        ("1.2E+3", Fraction(1200)),
+        ("-2.7778e-6", Fraction(-27778, 10**10)),
+        ("4.5 \\times 10^{33}", Fraction(45 * 10**32)),
+        ("4.5\\cdot10^{33}", Fraction(45 * 10**32)),
+        ("3 \\times 10^{-2}", Fraction(3, 100)),
+        ("6\\times10^5", Fraction(600000)),
+    ],
+)
+def test_parse_scientific_numbers(text, value):
+    assert parse_plain_number(text) == PlainNumber(value, True, False, scientific=True)
+
+
+def test_huge_exponents_are_not_plain_numbers():
+    start = time.perf_counter()
+    assert parse_plain_number("1e999999") is None
+    assert parse_plain_number("1\\times10^{999999}") is None
+    assert time.perf_counter() - start < 0.5
+
+
+def test_scientific_numbers_compare_to_a_relative_precision():
+    tiny, other = parse_plain_number("1e-8"), parse_plain_number("3e-8")
+    assert not numbers_equal(tiny, other)  # 6 decimal places would call these equal
+    assert numbers_equal(tiny, parse_plain_number("0.00000001"))
+    assert numbers_equal(parse_plain_number("4.5e33"), parse_plain_number("4500000000000000000000000000000000"))
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("4.5e33", "4.5\\times10^{33}"),
+        ("-1e-5", "-1\\times10^{-5}"),
+        ("1.2E+3", "1.2\\times10^{3}"),
+        ("$4.e3$", "4\\times10^{3}"),
+        ("-1./3", "-1/3"),
+        ("x+$ $y", "x+ y"),
+        ("\\$5", "\\$5"),  # an escaped dollar stays
+        ("148.5e", "148.5e"),  # not a number in e-notation: Euler's e stays
+        ("3e^{-2t}", "3e^{-2t}"),
+        ("(1 - 3e^{-2t} + 2e^{-5t}) u(t)", "(1 - 3e^{-2t} + 2e^{-5t}) u(t)"),
+        ("2e-5t", "2e-5t"),
+    ],
+)
+def test_grading_form(raw, expected):
+    assert grading_form(raw) == expected
+
+
+@pytest.mark.parametrize(
     "text",
-    ["x=5", "2x", "\\sqrt{2}", "1/0", "1,2", "12,34", "1e5", "2^{10}", "\\pi", "", "-", "9" * 100],
+    ["x=5", "2x", "\\sqrt{2}", "1/0", "1,2", "12,34", "1e", "e5", "2^{10}", "10^{5}", "\\pi", "", "-", "9" * 100],
 )
 def test_non_plain_numbers_are_rejected(text):
     assert parse_plain_number(text) is None

@@ -16,7 +16,11 @@ from sppd.eval.benchmarks import (
     load_jsonl_problems,
     register_benchmark,
     training_prompt_mix,
+    unwinnable_problems,
 )
+from sppd.eval.grading import unwinnable_reason
+from sppd.stages.eval import split_unwinnable
+from sppd.tasks import resolve
 
 EXPECTED_COUNTS = {
     "gsm8k": 1319,
@@ -76,6 +80,35 @@ def _write(tmp_path, lines):
     path = tmp_path / "user.jsonl"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+def test_unwinnable_problems_are_flagged_with_a_reason():
+    flagged = {p.id: p.unwinnable for p in unwinnable_problems("gaokao2023en")}
+    assert flagged == {"gaokao2023en/167": "empty gold", "gaokao2023en/192": "empty gold"}
+    for name in ("gsm8k", "math500", "ocw", "olympiadbench"):
+        assert unwinnable_problems(name) == []
+    assert all(p.unwinnable == "" for p in load_benchmark("math500"))
+
+
+def test_unwinnable_reason():
+    assert unwinnable_reason("") == unwinnable_reason(" $ $ ") == "empty gold"
+    assert unwinnable_reason("1" * 1001) == unwinnable_reason("1" * 5000) == "gold longer than 1000 chars"
+    assert unwinnable_reason("2**3") == "gold uses Python's ** power"
+    assert unwinnable_reason("\\frac{1}{2}") == unwinnable_reason("4.5e33") == ""
+
+
+def test_gaokao_golds_lose_bare_units():
+    gaokao = {p.id: p.gold for p in load_benchmark("gaokao2023en")}
+    assert [gaokao[f"gaokao2023en/{i}"] for i in (116, 137, 144, 147)] == ["20", "36\\sqrt{7}", "22.1", "576\\pi"]
+    assert gaokao["gaokao2023en/243"] == "2s"  # "in terms of s": a variable, not seconds
+
+
+def test_eval_leaves_unwinnable_problems_out():
+    problems = resolve("gaokao2023en")[0].problems("test")
+    keep, unwinnable = split_unwinnable(problems)
+    assert [p.id for p in unwinnable] == ["gaokao2023en/167", "gaokao2023en/192"]
+    assert unwinnable[0].meta == {"unwinnable": "empty gold"}
+    assert len(keep) == 383 and all(p.gold for p in keep)
 
 
 def test_generic_jsonl_loader_with_custom_fields(tmp_path):

@@ -65,6 +65,22 @@ EQUIVALENT = [
     ("5\\text{ cm}", "5"),
     ("3+4i", "4i+3"),
     ("\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}", "\\begin{pmatrix}1\\\\2\\end{pmatrix}"),
+    # e-notation (58 OCW golds): math-verify alone reads the "e" as Euler's number
+    ("4.5e33", "4.5 \\times 10^{33}"),
+    ("4.5e33", "4.5\\cdot10^{33}"),
+    ("4.5e33", "4.5e33"),
+    ("1e-5", "0.00001"),
+    ("1.2E+3", "1200"),
+    ("2.7778e-6", "2.7778 \\times 10^{-6}"),
+    # Python float before a division (OCW "-1./3")
+    ("-1./3", "-\\frac{1}{3}"),
+    ("-3./2", "-1.5"),
+    # "\text {red}" (space after \text) and a gold with an inner "$ $" (OCW)
+    ("\\lambda_{\\text {red}} / \\sqrt{2}", "\\lambda_{\\text{red}} / \\sqrt{2}"),
+    (
+        "x_{0} \\cos (\\omega t)+$ $\\dot{x}_{0} \\sin (\\omega t) / \\omega",
+        "x_0\\cos(\\omega t)+\\dot{x}_0\\sin(\\omega t)/\\omega",
+    ),
 ]
 
 NOT_EQUIVALENT = [
@@ -92,6 +108,20 @@ NOT_EQUIVALENT = [
     ("x+1", "x-1"),
     ("1,2", "1,3"),
     ("3", ""),
+    # e-notation: 4.5e33 is not 4.5*e*33, and small numbers are not all 0 to 6 places
+    ("4.5e33", "148.5e"),
+    ("4.5e33", "4.5"),
+    ("1e-8", "3e-8"),
+    ("1e-8", "0"),
+    ("148.5", "148.5e"),
+    # a./b is a/b, not a
+    ("-1./3", "-1"),
+    ("-3./2", "-3"),
+    # Python powers are not LaTeX (math-verify read "2**3" as 2)
+    ("2", "2**3"),
+    ("2", "2**2"),
+    ("2", "2**2**2**2"),
+    ("8", "2 ** 3"),
 ]
 
 
@@ -145,6 +175,15 @@ def test_paths_and_reasons(grader):
     assert (fast.path, exact.path, verify.path, empty.path) == ("fast", "exact", "verify", "empty")
     assert fast.correct and exact.correct and verify.correct and not empty.correct
     assert "math-verify" in verify.reason and empty.reason
+
+
+def test_python_powers_are_rejected_without_a_worker():
+    with Grader() as g:
+        results = g.grade_many([("2", "2**3"), ("2", "2**2**2**2**2**99"), ("2**3", "8"), ("5", "**5**")])
+        assert g._pool._workers == []  # never computed, never parsed
+    assert [(r.correct, r.path) for r in results[:3]] == [(False, GradePath.REJECTED)] * 3
+    assert "prediction" in results[0].reason and "gold" in results[2].reason
+    assert results[3].correct and results[3].path is GradePath.FAST  # markdown bold is not a power
 
 
 def test_too_long_answers_are_wrong_without_parsing():
@@ -226,6 +265,8 @@ def test_canonical_answer():
     assert canonical_answer("\\left( 1, 2 \\right)") == "(1,2)"
     assert canonical_answer("\\text{Evelyn}.") == "Evelyn"
     assert canonical_answer("30^{\\circ}") == "30"
+    assert canonical_answer("\\text {red}") == canonical_answer("\\textbf  {red}") == "red"
+    assert canonical_answer("4.5e33") == canonical_answer("4.5 \\times 10^{33}")
 
 
 def test_config_validation_and_from_config():
@@ -241,3 +282,56 @@ def test_workers_that_cannot_start_raise_a_clear_error():
     with Grader(memory_limit_mb=50, workers=1) as g:  # too little memory to import sympy
         with pytest.raises(RuntimeError, match="failing to start"):
             g.grade("x+1", "1+x")
+
+
+_FAKE_WORKER = """
+import os, sys
+from multiprocessing.connection import Connection
+conn, marker = Connection(int(sys.argv[1])), sys.argv[2]
+conn.send("ready")
+while True:
+    task_id, gold, pred, alarm_s = conn.recv()
+    if pred == "crash-always" or (pred == "crash-once" and not os.path.exists(marker)):
+        open(marker, "w").close()
+        os._exit(3)
+    conn.send((task_id, gold == pred, "fake verify"))
+"""
+
+
+@pytest.fixture
+def fake_workers(monkeypatch, tmp_path):
+    """Workers speaking the pool's protocol that die on chosen predictions; counts the starts."""
+    import socket
+    import subprocess
+    import sys
+
+    from sppd.eval import verify_pool
+
+    starts = []
+
+    def start(memory_limit_mb):
+        parent, child = socket.socketpair()
+        argv = [sys.executable, "-c", _FAKE_WORKER, str(child.fileno()), str(tmp_path / "crashed")]
+        process = subprocess.Popen(argv, pass_fds=(child.fileno(),))
+        child.close()
+        starts.append(process)
+        return verify_pool._Worker(process, verify_pool.Connection(parent.detach()), time.monotonic())
+
+    monkeypatch.setattr(verify_pool, "_start_worker", start)
+    return starts
+
+
+def test_a_crashed_pair_is_retried_once_on_another_worker(fake_workers):
+    with Grader(workers=1, use_fast_path=False) as g:
+        first, other = g.grade_many([("crash-once", "crash-once"), ("x", "x")])
+    assert first.correct and first.path is GradePath.VERIFY  # the retry went through
+    assert other.correct
+    assert len(fake_workers) == 2  # the crashed worker was replaced by a fresh one
+
+
+def test_a_pair_that_crashes_twice_is_wrong(fake_workers):
+    with Grader(workers=2, use_fast_path=False) as g:
+        crashed, fine = g.grade_many([("x", "crash-always"), ("y", "y")])
+    assert not crashed.correct and crashed.path is GradePath.CRASH and "twice" in crashed.reason
+    assert fine.correct
+    assert len(fake_workers) == 4  # two workers, each crashed one replaced

@@ -13,7 +13,8 @@ Golds: one small function per benchmark format (GSM8K ``####``, MATH/OCW last bo
 ``final_answer`` list, Gaokao ``$...$`` answers).
 
 Plain numbers: :func:`parse_plain_number` reads ``1,234``, ``-0.5``, ``3/4``, ``\\frac{3}{4}``,
-``50\\%`` into an exact ``Fraction`` with a regular grammar; the grader's fast path uses it.
+``50\\%``, ``4.5e33`` into an exact ``Fraction`` with a regular grammar; the grader's fast path uses
+it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 _BOX_COMMAND_RE = re.compile(r"\\(?:boxed|fbox)")
+_EMPTY_BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*\{\s*\}")
 _BARE_BOX_ARG_RE = re.compile(r"[^\s$]+")
 # "The answer is", "the final answer is:", "Answer is" ... (last one in the text wins).
 _ANSWER_IS_RE = re.compile(r"(?:final\s+)?answer\s+is\s*:?\s*", re.IGNORECASE)
@@ -132,7 +134,8 @@ def extract_answer(text: str) -> str:
     for finder in (last_boxed, _answer_is_statement, _hash_answer):
         found = finder(text)
         if found is not None:
-            cleaned = clean_answer(found)
+            # "The answer is \boxed{}." states nothing: the empty box must not become the answer.
+            cleaned = clean_answer(_EMPTY_BOX_RE.sub("", found))
             if cleaned:
                 return cleaned
     return ""
@@ -185,16 +188,41 @@ def gaokao_gold(answer: str) -> str:
 
     When the answer starts with a ``$...$`` segment, the segments are the answer and the text
     between them is a separator: ``"$48$, $384$"`` -> ``"48, 384"``, ``"$5$ or $9$"`` -> ``"5, 9"``,
-    ``"$145$solution:"`` -> ``"145"``. Otherwise (``"20 $cm^{2}$"``, ``"A"``) the ``$`` signs
-    are dropped and the text kept. Two records have an empty answer; their gold is ``""``.
+    ``"$145$solution:"`` -> ``"145"``. Otherwise (``"A"``) the ``$`` signs are dropped and the
+    text kept. A bare length unit after a number goes (:func:`strip_bare_unit`: ``"20 $cm^{2}$"``
+    -> ``"20"``). Two records have an empty answer; their gold is ``""``.
     """
     s = answer.strip()
     if s.startswith("$"):
         segments = [seg.strip() for seg in _DOLLAR_SEGMENT_RE.findall(s)]
         segments = [seg for seg in segments if seg]
         if segments:
-            return ", ".join(segments)
-    return strip_dollars(s)
+            return strip_bare_unit(", ".join(segments))
+    return strip_bare_unit(strip_dollars(s))
+
+
+# "20 cm^{2}", "22.1cm^{2}", "576\pi\;m^{2}": math-verify reads a bare unit as variables (c*m**2),
+# so no plain answer could match. A one-letter unit needs an exponent or a space before it:
+# "6m" and "2s" are answers in terms of a variable m or s.
+_BARE_UNIT_RE = re.compile(r"(?P<value>.*?)(?P<gap>(?:\s|\\[;,: ])*)(?P<unit>cm|mm|km|dm|m)(?P<power>\^\{?[23]\}?)?")
+_LATEX_COMMAND_RE = re.compile(r"\\[a-zA-Z]+")
+
+
+def strip_bare_unit(gold: str) -> str:
+    """``gold`` without a trailing bare length unit, when what is left is a number (``36\\sqrt{7}``).
+
+    Left unchanged when the part before the unit has letters of its own (``x = 4 m``), or the
+    unit is a lone ``m`` written without a space or an exponent (``6m``: m may be a variable).
+    """
+    match = _BARE_UNIT_RE.fullmatch(gold)
+    if match is None:
+        return gold
+    value = match.group("value").strip()
+    if not value or re.search(r"[a-zA-Z]", _LATEX_COMMAND_RE.sub("", value)):
+        return gold
+    if match.group("unit") == "m" and not (match.group("gap") or match.group("power")):
+        return gold
+    return value
 
 
 # --------------------------------------------------------------------------- plain numbers
@@ -205,6 +233,12 @@ _SLASH_FRACTION_RE = re.compile(r"(\d+)\s*/\s*(\d+)")
 _LATEX_FRACTION_RE = re.compile(r"\\[dt]?frac\s*\{\s*(-?\d+)\s*\}\s*\{\s*(-?\d+)\s*\}")
 _SHORT_FRACTION_RE = re.compile(r"\\[dt]?frac\s*(\d)\s*(\d)")  # \frac12
 _THIN_SPACE_SEPARATOR_RE = re.compile(r",\\!\s*")
+# Scientific notation: "4.5e33", "1E-5" (OCW golds, Python-style answers) and "4.5 \times 10^{33}".
+_E_NOTATION_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)[eE]([+-]?\d{1,6})")
+_TIMES_TEN_RE = re.compile(
+    r"(\d+(?:\.\d+)?|\.\d+)\s*(?:\\times|\\cdot|\*)\s*10\s*\^\s*(?:\{\s*([+-]?\d{1,6})\s*\}|(\d))"
+)
+_MAX_EXPONENT = 400  # 10**400 is cheap; far larger powers are left to math-verify's timeouts
 _DEGREE_SUFFIXES = ("^{\\circ}", "^\\circ", "\\circ")
 _PERCENT_SUFFIXES = ("\\%", "%")
 
@@ -219,6 +253,8 @@ class PlainNumber:
     value: Fraction
     decimal: bool
     percent: bool
+    scientific: bool = False
+    """Written as ``a e b`` / ``a \\times 10^{b}``: compared to a relative precision, not to 6 places."""
 
 
 def parse_plain_number(answer: str) -> PlainNumber | None:
@@ -226,6 +262,7 @@ def parse_plain_number(answer: str) -> PlainNumber | None:
 
     Accepted: an optional sign, then ``1234``, ``1,234`` / ``1{,}234`` (thousands separators),
     ``12.5``, ``.5``, ``3/4``, ``\\frac{3}{4}`` / ``\\dfrac`` / ``\\tfrac`` / ``\\frac34``,
+    ``4.5e33`` / ``1E-5`` / ``4.5 \\times 10^{33}`` / ``4.5\\cdot10^{33}`` (exponents up to 400),
     optionally followed by ``\\%`` or ``^\\circ``; a leading ``\\$`` is ignored. This is a regular
     grammar read by ``re``: nothing is evaluated.
     """
@@ -250,11 +287,25 @@ def parse_plain_number(answer: str) -> PlainNumber | None:
     sign = 1
     if s and s[0] in "+-":
         sign, s = (-1 if s[0] == "-" else 1), s[1:].strip()
+    scientific = _scientific_number(s)
+    if scientific is not None:
+        return PlainNumber(sign * scientific, True, percent, scientific=True)
     parsed = _unsigned_number(s)
     if parsed is None:
         return None
     value, decimal = parsed
     return PlainNumber(sign * value, decimal, percent)
+
+
+def _scientific_number(s: str) -> Fraction | None:
+    """Exact value of an unsigned ``4.5e33`` / ``4.5 \\times 10^{33}``, or None."""
+    match = _E_NOTATION_RE.fullmatch(s) or _TIMES_TEN_RE.fullmatch(s)
+    if match is None:
+        return None
+    mantissa, exponent = match.group(1), int(next(g for g in match.groups()[1:] if g is not None))
+    if abs(exponent) > _MAX_EXPONENT:  # never build a huge integer from untrusted text
+        return None
+    return Fraction(mantissa) * Fraction(10) ** exponent
 
 
 def _unsigned_number(s: str) -> tuple[Fraction, bool] | None:
@@ -280,13 +331,23 @@ def numbers_equal(gold: PlainNumber, pred: PlainNumber) -> bool:
     Deliberately more lenient than math-verify, which accepts the face value of integer percents
     only (it grades ``12.5\\%`` against ``12.5`` wrong); golds such as OlympiadBench's ``62.5%``
     are commonly answered ``62.5``, and the Qwen2.5-Math evaluator strips ``%`` altogether.
+    When either side is in scientific notation the values must agree to a relative 1e-6 instead
+    (6 decimal places would make ``1e-8 == 3e-8``).
     """
     decimal = gold.decimal or pred.decimal
+    scientific = gold.scientific or pred.scientific
     for g in _percent_readings(gold):
         for p in _percent_readings(pred):
-            if (round(g, 6) == round(p, 6)) if decimal else g == p:
+            if scientific:
+                same = abs(g - p) <= _RELATIVE_PRECISION * max(abs(g), abs(p))
+            else:
+                same = (round(g, 6) == round(p, 6)) if decimal else g == p
+            if same:
                 return True
     return False
+
+
+_RELATIVE_PRECISION = Fraction(1, 10**6)
 
 
 def _percent_readings(number: PlainNumber) -> tuple:
@@ -298,6 +359,7 @@ def _percent_readings(number: PlainNumber) -> tuple:
 # Layout-only LaTeX: sizing of delimiters (not \leftarrow), thin spaces, display style.
 _LATEX_NOISE_RE = re.compile(r"\\(?:left|right|displaystyle)(?![a-zA-Z])|\\[!,;: ]")
 _TEXT_WRAPPERS = ("\\text{", "\\textbf{", "\\mathrm{", "\\mbox{")
+_SPACED_WRAPPER_RE = re.compile(r"\\(text|textbf|mathrm|mbox)\s+\{")  # "\text {red}" (OCW) is "\text{red}"
 
 
 def canonical_answer(answer: str) -> str:
@@ -315,6 +377,7 @@ def canonical_answer(answer: str) -> str:
     s = _LATEX_NOISE_RE.sub("", s)
     s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
     s = s.replace("^{\\circ}", "").replace("^\\circ", "")
+    s = _SPACED_WRAPPER_RE.sub(r"\\\1{", s)
     for wrapper in _TEXT_WRAPPERS:
         s = _unwrap_command(s, wrapper)
     return "".join(s.split()).rstrip(".")

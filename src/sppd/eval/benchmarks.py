@@ -14,7 +14,10 @@ name               records  file                                             gol
 ``math_train``     7500     ``math/train.jsonl``                             last box
 =================  =======  ===============================================  ==================
 
-Counts are checked on every load. Other sets (the toy world's test set, a user's file) join the
+Counts are checked on every load. A problem whose gold no answer can match (an empty gold, see
+:func:`sppd.eval.grading.unwinnable_reason`) is kept, flagged with the reason in its
+``unwinnable`` field; :func:`unwinnable_problems` lists them and ``sppd eval`` leaves them out
+(two Gaokao records have an empty answer). Other sets (the toy world's test set, a user's file) join the
 registry with :func:`register_benchmark`; :func:`load_jsonl_problems` reads any JSONL file with
 configurable field names.
 """
@@ -37,6 +40,7 @@ from sppd.eval.answers import (
     gsm8k_gold,
     olympiadbench_gold,
 )
+from sppd.eval.grading import unwinnable_reason
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,8 @@ class BenchmarkProblem:
     question: str
     gold: str
     source: str
+    unwinnable: str = ""
+    """Why no answer can be graded right against ``gold`` (e.g. ``"empty gold"``); ``""`` if one can."""
 
 
 class BenchmarkFormatError(ValueError):
@@ -119,6 +125,11 @@ def load_benchmark(name: str) -> list[BenchmarkProblem]:
         known = ", ".join(available_benchmarks())
         raise KeyError(f"unknown benchmark {name!r}; available: {known}")
     return _REGISTRY[name]()
+
+
+def unwinnable_problems(name: str) -> list[BenchmarkProblem]:
+    """The problems of a registered benchmark that no answer can win (their ``unwinnable`` says why)."""
+    return [p for p in load_benchmark(name) if p.unwinnable]
 
 
 def _load_packaged(spec: _PackagedSet) -> list[BenchmarkProblem]:
@@ -211,7 +222,7 @@ def _parse_lines(
             named = f" field {exc.field!r}:" if exc.field else ""
             raise BenchmarkFormatError(f"{where}:{line_no}:{named} {exc}") from exc
         # Ids are prefixed with the source so they stay unique across benchmarks.
-        problems.append(BenchmarkProblem(f"{source}/{raw_id}", question, gold, source))
+        problems.append(BenchmarkProblem(f"{source}/{raw_id}", question, gold, source, unwinnable_reason(gold)))
     return problems
 
 

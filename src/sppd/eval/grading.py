@@ -12,14 +12,17 @@ killed and replaced, and the answer is graded wrong with path ``timeout``. Worke
 under a memory cap, and answers longer than ``max_answer_chars`` are graded wrong unparsed.
 
 Decision order in :meth:`Grader.grade_many` (path in brackets):
-empty gold or prediction [empty] -> too long [too_long] -> both plain numbers [fast] ->
-same canonical string [exact] -> math-verify in a worker [verify | timeout | crash].
+empty gold or prediction [empty] -> too long [too_long] -> Python ``**`` power [rejected] ->
+both plain numbers [fast] -> same canonical string [exact] -> math-verify in a worker
+[verify | timeout | crash]. Both sides are first put in :func:`grading_form`
+(e-notation, ``a./b``, inner ``$``), so both paths see the same strings.
 """
 
 from __future__ import annotations
 
 import atexit
 import dataclasses
+import re
 import threading
 import weakref
 from dataclasses import dataclass
@@ -29,10 +32,50 @@ from sppd.eval.answers import (
     clean_answer,
     numbers_equal,
     parse_plain_number,
+    strip_dollars,
 )
 from sppd.eval.verify_pool import GradePath, GradeResult, VerifyPool
 
-__all__ = ["Grader", "GraderConfig", "GradePath", "GradeResult", "answers_equivalent", "canonical_answer"]
+__all__ = [
+    "Grader",
+    "GraderConfig",
+    "GradePath",
+    "GradeResult",
+    "answers_equivalent",
+    "canonical_answer",
+    "grading_form",
+    "unwinnable_reason",
+]
+
+# "2**3" is not LaTeX: math-verify reads its "2" and stops, so gold 2 would match. Grading it
+# wrong without a worker also never builds a huge power. "**5** apples" (markdown bold) is not
+# matched: a power has an operand right before "**" and right after it (or spaces on both sides).
+_PYTHON_POWER_RE = re.compile(r"[\w)}\]](?:\*\*|\s+\*\*\s+)[\w({\[+-]")
+
+
+# A Python float before a division: OCW's "-1./3" is -1/3 (math-verify would read "-1." then stop).
+_FLOAT_BEFORE_SLASH_RE = re.compile(r"(\d)\.(?=\s*/)")
+_SIGNED_E_NUMBER_RE = re.compile(r"([+-]?)(\d+(?:\.\d*)?|\.\d+)[eE]([+-]?\d{1,6})")
+
+
+def grading_form(answer: str) -> str:
+    """The form of a gold or predicted answer that the grader compares (both paths).
+
+    Besides :func:`clean_answer`: ``$`` signs inside the answer go (an OCW gold reads
+    ``x_{0} \\cos (\\omega t)+$ $\\dot{x}_{0} ...``); ``a./b`` becomes ``a/b``; an answer that is
+    just an e-notation number (``4.5e33``, ``1e-5``, ``1.2E+3``) becomes ``4.5\\times10^{33}``,
+    because math-verify reads ``e`` as Euler's number (``4.5e33`` would equal ``148.5e``). Only a
+    whole-answer number is rewritten: ``3e^{-2t}`` and ``2e`` keep their ``e``.
+    """
+    s = clean_answer(answer)
+    if "$" in s:
+        s = strip_dollars(s)
+    s = _FLOAT_BEFORE_SLASH_RE.sub(r"\1", s)
+    match = _SIGNED_E_NUMBER_RE.fullmatch(s)
+    if match:
+        sign, mantissa, exponent = match.group(1), match.group(2).rstrip("."), int(match.group(3))
+        s = f"{sign}{mantissa}\\times10^{{{exponent}}}"
+    return s
 
 
 @dataclass(frozen=True)
@@ -106,8 +149,9 @@ class Grader:
         results: list[GradeResult | None] = [self._decide_locally(g, p) for g, p in pairs]
         todo = [i for i, result in enumerate(results) if result is None]
         if todo:
+            forms = [(grading_form(pairs[i][0]), grading_form(pairs[i][1])) for i in todo]
             with self._lock:
-                outcomes = self._pool.run([(pairs[i][0], pairs[i][1]) for i in todo], self.config.timeout_s)
+                outcomes = self._pool.run(forms, self.config.timeout_s)
             for i, outcome in zip(todo, outcomes, strict=True):
                 results[i] = outcome
         return [r for r in results if r is not None]
@@ -126,7 +170,7 @@ class Grader:
         if len(pred) > 2 * limit or len(gold) > 2 * limit:  # before any string work
             side = "prediction" if len(pred) > 2 * limit else "gold"
             return GradeResult(False, GradePath.TOO_LONG, f"{side} longer than {limit} chars")
-        gold, pred = clean_answer(gold), clean_answer(pred)
+        gold, pred = grading_form(gold), grading_form(pred)
         if not pred:
             return GradeResult(False, GradePath.EMPTY, "no predicted answer")
         if not gold:
@@ -134,6 +178,9 @@ class Grader:
         if len(pred) > limit or len(gold) > limit:
             side = "prediction" if len(pred) > limit else "gold"
             return GradeResult(False, GradePath.TOO_LONG, f"{side} longer than {limit} chars")
+        for side, text in (("prediction", pred), ("gold", gold)):
+            if "**" in text and _PYTHON_POWER_RE.search(text):
+                return GradeResult(False, GradePath.REJECTED, f"{side} uses Python's ** power, not LaTeX")
         if not self.config.use_fast_path:
             return None
         gold_number, pred_number = parse_plain_number(gold), parse_plain_number(pred)
@@ -144,6 +191,25 @@ class Grader:
         if canonical_answer(gold) == canonical_answer(pred):
             return GradeResult(True, GradePath.EXACT, "same canonical string")
         return None
+
+
+def unwinnable_reason(gold: str, max_answer_chars: int = GraderConfig.max_answer_chars) -> str:
+    """Why no prediction can be graded right against ``gold``; ``""`` when one can.
+
+    The gold-side verdicts of :meth:`Grader.grade_many` that need no worker: an empty gold, one
+    longer than ``max_answer_chars``, one in a form the grader rejects. Cheap (string work only),
+    so benchmark loaders flag such problems on every load.
+    """
+    if len(gold) > 2 * max_answer_chars:
+        return f"gold longer than {max_answer_chars} chars"
+    form = grading_form(gold)
+    if not form:
+        return "empty gold"
+    if len(form) > max_answer_chars:
+        return f"gold longer than {max_answer_chars} chars"
+    if "**" in form and _PYTHON_POWER_RE.search(form):
+        return "gold uses Python's ** power"
+    return ""
 
 
 _shared: Grader | None = None

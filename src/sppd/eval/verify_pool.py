@@ -29,9 +29,10 @@ class GradePath(StrEnum):
     EXACT = "exact"  # same canonical string
     VERIFY = "verify"  # math-verify in a worker process
     TIMEOUT = "timeout"  # math-verify exceeded timeout_s; the worker was killed -> wrong
-    CRASH = "crash"  # the worker died (e.g. memory cap, C-level abort) -> wrong
+    CRASH = "crash"  # the worker died twice on the pair (e.g. memory cap, C-level abort) -> wrong
     EMPTY = "empty"  # gold or prediction is empty -> wrong
     TOO_LONG = "too_long"  # longer than max_answer_chars -> wrong, never parsed
+    REJECTED = "rejected"  # a form math-verify misreads (Python "2**3") -> wrong, never parsed
 
 
 @dataclass(frozen=True)
@@ -145,8 +146,10 @@ def _stop_worker(worker: _Worker) -> None:
 class VerifyPool:
     """Worker processes running math-verify, each task under a wall-clock deadline.
 
-    A worker past its deadline is killed and replaced; so is one that dies. Workers start on the
-    first :meth:`run` and are replaced in the background while the others keep working.
+    A worker past its deadline is killed and replaced; so is one that dies. A task whose worker
+    died is tried once more on another worker (a crash can be the worker's bad luck, e.g. the OOM
+    killer, rather than the answer's); a second death grades it wrong. Workers start on the first
+    :meth:`run` and are replaced in the background while the others keep working.
     """
 
     def __init__(self, size: int, memory_limit_mb: int | None) -> None:
@@ -174,10 +177,11 @@ class VerifyPool:
         alarm_s = max(1, math.floor(timeout_s / 2))
         results: list[GradeResult | None] = [None] * len(pairs)
         pending = deque(range(len(pairs)))
+        crashed: set[int] = set()  # tasks whose worker died once already
         try:
             while pending or any(w.task is not None for w in self._workers):
                 self._dispatch(pending, pairs, timeout_s, alarm_s)
-                self._collect(results)
+                self._collect(results, pending, crashed)
                 self._enforce_deadlines(results, timeout_s)
         except BaseException:
             self.close()  # workers may hold tasks of this batch; never let them leak into the next
@@ -197,7 +201,7 @@ class VerifyPool:
                 continue
             worker.task, worker.deadline = task, time.monotonic() + timeout_s
 
-    def _collect(self, results: list) -> None:
+    def _collect(self, results: list, pending: deque, crashed: set[int]) -> None:
         """Wait for the next message or deadline, and record what arrived."""
         deadlines = [w.deadline for w in self._workers if w.task is not None]
         deadlines += [w.started_at + _STARTUP_TIMEOUT_S for w in self._workers if not w.ready]
@@ -208,7 +212,7 @@ class VerifyPool:
             try:
                 message = conn.recv()
             except (EOFError, OSError):
-                self._on_worker_death(worker, results)
+                self._on_worker_death(worker, results, pending, crashed)
                 continue
             if message == _READY:
                 worker.ready = True
@@ -218,7 +222,7 @@ class VerifyPool:
                 results[task_id] = GradeResult(correct, GradePath.VERIFY, reason)
                 worker.task, worker.deadline = None, math.inf
 
-    def _on_worker_death(self, worker: _Worker, results: list) -> None:
+    def _on_worker_death(self, worker: _Worker, results: list, pending: deque, crashed: set[int]) -> None:
         if not worker.ready:
             # One death at startup can be bad luck (the OOM killer); several in a row is a broken
             # environment (math-verify missing, memory cap too low), which must not loop forever.
@@ -233,8 +237,12 @@ class VerifyPool:
             return
         if worker.task is not None:
             code = worker.process.wait(timeout=10)
-            reason = f"math-verify worker died (exit code {code})"
-            results[worker.task] = GradeResult(False, GradePath.CRASH, reason)
+            if worker.task in crashed:
+                reason = f"math-verify worker died twice on this pair (last exit code {code})"
+                results[worker.task] = GradeResult(False, GradePath.CRASH, reason)
+            else:
+                crashed.add(worker.task)
+                pending.appendleft(worker.task)  # next on another worker; this one is replaced
         self._replace(worker)
 
     def _enforce_deadlines(self, results: list, timeout_s: float) -> None:

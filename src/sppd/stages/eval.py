@@ -53,6 +53,12 @@ def bench_tag(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", Path(name).stem if name.endswith(".jsonl") else name).strip("_")
 
 
+def bench_judge(cfg: RunConfig, name: str):
+    """The judge of one benchmark; math grading runs under ``eval.grade_timeout_s`` and ``eval.grade_workers``."""
+    task = benchmark_task(cfg, name)[0]
+    return task.outcome_judge(timeout_s=cfg.eval.grade_timeout_s, workers=cfg.eval.grade_workers)
+
+
 def load_eval_prm(cfg: RunConfig):
     """The PRM behind the ORM methods, or None when none is configured or usable outside trees."""
     name = cfg.eval.prm or cfg.score.scorer
@@ -101,14 +107,15 @@ def main(cfg: RunConfig, model_path: str | None = None, out_dir: str = "") -> di
     metrics = {}
     for name in cfg.eval.benchmarks:
         task = benchmark_task(cfg, name)[0]
-        judge = task.outcome_judge()
+        judge = bench_judge(cfg, name)
         try:
-            records = _run_benchmark(cfg, name, out, engine, tokenizer, judge, prm, delimiter)
+            records, n_unwinnable = _run_benchmark(cfg, name, out, engine, tokenizer, judge, prm, delimiter)
         finally:
             getattr(judge, "close", lambda: None)()
         metrics[name] = summarize(
             records, cfg.eval.sample_score, prm is not None, cfg.eval.bootstrap, cfg.seed, task.equivalent
         )
+        metrics[name]["n_unwinnable_excluded"] = n_unwinnable
     metrics["_meta"] = {
         "model": str(path),
         "prm": getattr(prm, "name", None),
@@ -129,8 +136,12 @@ def main(cfg: RunConfig, model_path: str | None = None, out_dir: str = "") -> di
     return metrics
 
 
-def _run_benchmark(cfg, name, out: StageDir, engine, tokenizer, judge, prm, delimiter) -> list[dict]:
-    problems = bench_problems(cfg, name)
+def _run_benchmark(cfg, name, out: StageDir, engine, tokenizer, judge, prm, delimiter) -> tuple[list[dict], int]:
+    """The graded records of one benchmark, and how many unwinnable problems were left out."""
+    problems, unwinnable = split_unwinnable(bench_problems(cfg, name))
+    if unwinnable:
+        reasons = ", ".join(sorted({p.meta["unwinnable"] for p in unwinnable}))
+        print(f"eval {name}: {len(unwinnable)} unwinnable problem(s) excluded ({reasons})")
     tag, per = bench_tag(name), cfg.eval.problems_per_shard
     chunks = [problems[i : i + per] for i in range(0, len(problems), per)]
     e = cfg.eval
@@ -157,7 +168,13 @@ def _run_benchmark(cfg, name, out: StageDir, engine, tokenizer, judge, prm, deli
         out.write_shard(tag, i, ({"schema": 1, "kind": "eval", **r} for r in records))
         bar.update(len(chunk))
     bar.close()
-    return [obj for i in range(len(chunks)) for _, obj in _read_shard(out, tag, i)]
+    return [obj for i in range(len(chunks)) for _, obj in _read_shard(out, tag, i)], len(unwinnable)
+
+
+def split_unwinnable(problems: list[Problem]) -> tuple[list[Problem], list[Problem]]:
+    """(problems to evaluate, problems flagged unwinnable by their loader, e.g. an empty gold)."""
+    keep = [p for p in problems if not p.meta.get("unwinnable")]
+    return keep, [p for p in problems if p.meta.get("unwinnable")]
 
 
 def _read_shard(out: StageDir, tag: str, index: int):

@@ -35,7 +35,8 @@ class Task:
     name: str
     splits: tuple[str, ...]
     load: Loader
-    outcome_judge: Callable[[], Judge]  # a fresh judge per use: the math one owns a grading pool (close() it)
+    # (timeout_s=, workers=) -> a fresh judge per use: the math one owns a grading pool (close() it)
+    outcome_judge: Callable[..., Judge]
     equivalent: Equivalence
     process_judge: Judge | None = None  # right only when every step is right; None: no step checker
     count: Callable[[str], int | None] = _unknown_count  # problems in a split (None: generated on demand)
@@ -63,6 +64,8 @@ def as_problems(items, source: str) -> list[Problem]:
     for item in items:
         if not isinstance(item, Problem):
             tag = getattr(item, "source", source)
-            item = Problem(id=str(item.id), question=item.question, gold=str(item.gold), source=tag)
+            # eval leaves unwinnable items out and says how many (see sppd.eval.benchmarks)
+            meta = {"unwinnable": item.unwinnable} if getattr(item, "unwinnable", "") else {}
+            item = Problem(id=str(item.id), question=item.question, gold=str(item.gold), source=tag, meta=meta)
         out.append(item)
     return out

@@ -25,10 +25,11 @@ MIX_N = 10000  # the paper's training prompts (§6.1): 10k, 40% GSM8K train, 60%
 FILE_SPLIT = "file"  # a user's JSONL file is one split; whether it is held out is the user's call
 
 
-def math_judge():
+def math_judge(timeout_s: float = 5.0, workers: int = 2):
+    """math-verify grading with ``timeout_s`` per comparison on ``workers`` processes."""
     from sppd.judging import MathJudge
 
-    return MathJudge()
+    return MathJudge(timeout_s=timeout_s, workers=workers)
 
 
 def math_equivalent(a: str, b: str) -> bool:
