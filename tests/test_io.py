@@ -5,7 +5,7 @@ import json
 import pytest
 
 from sppd.io import DataFileError, StageDir, iter_trees, read_jsonl, write_jsonl
-from sppd.records import SCHEMA_VERSION, Problem, RecordError, Tree
+from sppd.records import SCHEMA_VERSION, Problem, RecordError, SFTExample, Tree
 
 
 def test_shards_are_atomic_and_killed_writes_are_ignored(tmp_path):
@@ -70,3 +70,20 @@ def test_iter_trees_reads_a_folder_or_one_shard_and_names_bad_lines(tmp_path):
     write_jsonl(out.shard_path("trees", 2), [trees[0].to_dict(), {"schema": SCHEMA_VERSION}])
     with pytest.raises(RecordError, match=r"records-trees-00002\.jsonl:2: field 'kind'"):
         list(iter_trees(out.shard_path("trees", 2)))
+
+
+def test_training_records_of_schema_1_are_read_and_newer_ones_refused(tmp_path):
+    rec = SFTExample(id="a", problem_id="p", prompt="1+2", completion="A", steps=["A"])
+    new = rec.to_dict()
+    assert new["schema"] == 2 and new["completion_ids"] is None
+    old = {k: v for k, v in new.items() if k not in ("prompt_ids", "completion_ids")} | {"schema": 1}
+    out = StageDir(tmp_path / "sft")
+    write_jsonl(out.shard_path("sft", 0), [old, new])
+    assert [SFTExample.from_dict(obj, where) for where, obj in out.iter_records()] == [rec, rec]
+    write_jsonl(out.shard_path("sft", 1), [{**new, "schema": 3}])
+    with pytest.raises(DataFileError, match=r"records-sft-00001\.jsonl:1: field 'schema' is 3, this sppd reads sft"):
+        list(out.iter_records())
+    tree = Tree(problem=Problem(id="p1", question="1+2", gold="3"), prompt_ids=[1])
+    write_jsonl(out.shard_path("sft", 1), [{**tree.to_dict(), "schema": 2}])  # trees are still at version 1
+    with pytest.raises(DataFileError, match="field 'schema' is 2"):
+        list(out.iter_records())

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sppd.records import SCHEMA_VERSION, Tree
+from sppd.records import SCHEMA_VERSION, Tree, reads_schema, schema_of
 
 MANIFEST = "manifest.json"
 
@@ -72,11 +72,14 @@ def read_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
 
 
 def _shard_records(shard: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    """``(file:line, record)`` of one shard; a record of another schema version is refused."""
+    """``(file:line, record)`` of one shard; a record of a schema version this sppd cannot read is refused."""
     for lineno, obj in read_jsonl(shard):
-        schema = obj.get("schema")
-        if schema != SCHEMA_VERSION:
-            raise DataFileError(f"{shard}:{lineno}: field 'schema' is {schema!r}, this sppd reads {SCHEMA_VERSION}")
+        schema, kind = obj.get("schema"), obj.get("kind")
+        if not reads_schema(kind, schema):
+            raise DataFileError(
+                f"{shard}:{lineno}: field 'schema' is {schema!r}, this sppd reads {kind or 'records'} "
+                f"up to version {schema_of(kind)}"
+            )
         yield f"{shard}:{lineno}", obj
 
 

@@ -47,3 +47,19 @@ def end_of_turn_ids(tokenizer, cfg: PromptConfig) -> list[int]:
         return []
     vocab = tokenizer.get_vocab()
     return sorted({int(vocab[t]) for t in END_OF_TURN_TOKENS if t in vocab})
+
+
+def end_token_id(tokenizer, cfg: PromptConfig) -> int | None:
+    """The token training puts after a complete trajectory: one the engines stop at.
+
+    With the chat template, the end of the assistant's turn: the tokenizer's EOS when it is an
+    end-of-turn token (instruct tokenizers), else the first of ``END_OF_TURN_TOKENS`` in the
+    vocabulary (a ChatML base model ends turns with ``<|im_end|>``, not its ``<|endoftext|>``).
+    Without it (or with no end-of-turn token in the vocabulary): EOS. None when there is neither.
+    """
+    eos = tokenizer.eos_token_id
+    turn_ids = end_of_turn_ids(tokenizer, cfg)
+    if not turn_ids or (eos is not None and int(eos) in turn_ids):
+        return None if eos is None else int(eos)
+    vocab = tokenizer.get_vocab()
+    return next(int(vocab[t]) for t in END_OF_TURN_TOKENS if t in vocab)

@@ -11,12 +11,26 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 SCHEMA_VERSION = 1
+# Kinds whose format moved past SCHEMA_VERSION: the version written now. Training records carry the
+# sampled token ids since version 2; version 1 records (text only) are still read, and training
+# re-tokenizes their text.
+KIND_SCHEMA = {"sft": 2, "pair": 2, "step_pair": 2}
 # finish reasons of a step at which the path was cut by a budget rather than ended by the model
 CUT_REASONS = frozenset({"length", "max_depth", "max_total"})
 
 
 class RecordError(ValueError):
     """A record on disk does not have the fields or types its kind needs."""
+
+
+def schema_of(kind: str | None) -> int:
+    """The schema version records of ``kind`` are written with."""
+    return KIND_SCHEMA.get(kind or "", SCHEMA_VERSION)
+
+
+def reads_schema(kind: str | None, schema: object) -> bool:
+    """Whether this sppd reads a ``kind`` record of version ``schema`` (every version up to the current)."""
+    return isinstance(schema, int) and not isinstance(schema, bool) and 1 <= schema <= schema_of(kind)
 
 
 def _from_dict(cls, data: dict[str, Any], where: str):
@@ -167,7 +181,12 @@ class Tree:
 @dataclass
 class SFTExample:
     """A full trajectory to imitate (SFT-PRM: tau_+ of §4.3). ``completion`` is the steps joined
-    by the step delimiter; training appends EOS because the trajectory is complete."""
+    by the step delimiter; training appends the end token because the trajectory is complete.
+
+    ``prompt_ids``/``completion_ids`` (None in hand-made and version-1 records): the prompt ids the
+    sampler built and the sampled ids of the steps, delimiters included as sampled, without the
+    stop token that ended the trajectory. Training uses them instead of re-tokenizing the text.
+    """
 
     id: str
     problem_id: str
@@ -176,9 +195,11 @@ class SFTExample:
     steps: list[str]
     min_value: float | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    prompt_ids: list[int] | None = None
+    completion_ids: list[int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"schema": SCHEMA_VERSION, "kind": "sft", **asdict(self)}
+        return {"schema": schema_of("sft"), "kind": "sft", **asdict(self)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "sft") -> SFTExample:
@@ -189,7 +210,8 @@ class SFTExample:
 class PreferencePair:
     """Sentence-level pair (DPO-PRM: chosen tau_+, rejected tau_-); both are complete trajectories.
 
-    Column names follow TRL's preference format (prompt/chosen/rejected).
+    Column names follow TRL's preference format (prompt/chosen/rejected). ``prompt_ids``,
+    ``chosen_ids``, ``rejected_ids``: the sampled ids, as in :class:`SFTExample` (None: none).
     """
 
     id: str
@@ -202,9 +224,12 @@ class PreferencePair:
     chosen_value: float | None = None
     rejected_value: float | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    prompt_ids: list[int] | None = None
+    chosen_ids: list[int] | None = None
+    rejected_ids: list[int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"schema": SCHEMA_VERSION, "kind": "pair", **asdict(self)}
+        return {"schema": schema_of("pair"), "kind": "pair", **asdict(self)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "pair") -> PreferencePair:
@@ -218,7 +243,12 @@ class StepPair:
     Column names follow Step-DPO (prompt, initial_reason_steps, chosen, rejected); ``chosen`` and
     ``rejected`` are single steps. ``initial_reason_steps`` is the prefix text (each prefix step
     followed by the delimiter). A step that ends its trajectory (``*_terminal``) is trained with
-    EOS after it; an intermediate step is not.
+    the end token after it; an intermediate step is not.
+
+    Sampled ids (None in hand-made and version-1 records): ``prompt_ids`` as the sampler built
+    them, ``prefix_ids`` of the prefix steps, ``chosen_ids``/``rejected_ids`` of each step (an
+    intermediate step's ids end with its delimiter as sampled; a step that ended the trajectory
+    with a stop token has it removed, as in :class:`SFTExample`).
     """
 
     id: str
@@ -234,9 +264,13 @@ class StepPair:
     rejected_terminal: bool = False
     depth: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
+    prompt_ids: list[int] | None = None
+    prefix_ids: list[int] | None = None
+    chosen_ids: list[int] | None = None
+    rejected_ids: list[int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"schema": SCHEMA_VERSION, "kind": "step_pair", **asdict(self)}
+        return {"schema": schema_of("step_pair"), "kind": "step_pair", **asdict(self)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "step_pair") -> StepPair:

@@ -321,3 +321,45 @@ def test_cap_keeps_the_largest_gaps():
 def test_bad_pairs_per_parent_is_an_error():
     with pytest.raises(ValueError, match="pairs_per_parent"):
         pairs_of(tree_a(), pairs_per_parent=0)
+
+
+# ---------------------------------------------------------------- sampled token ids
+
+
+def test_records_carry_the_sampled_ids():
+    # make_tree: prompt ids [1, 2, 3]; node k's ids are [k] (finish "delimiter": kept whole)
+    tree = tree_a()
+    sft = build_sft(tree)
+    assert (sft.prompt_ids, sft.completion_ids) == ([1, 2, 3], [0, 1, 2])  # path n0 n1 n2
+    dpo = build_dpo(tree)
+    assert (dpo.prompt_ids, dpo.chosen_ids, dpo.rejected_ids) == ([1, 2, 3], [0, 1, 2], [0, 4, 5])
+    first, second = pairs_of(tree)[0]
+    # n1 vs n4 after prefix n0; n2 vs n3 after prefix n0 n1: the sides share exactly the prefix ids
+    assert (first.prompt_ids, first.prefix_ids, first.chosen_ids, first.rejected_ids) == ([1, 2, 3], [0], [1], [4])
+    assert (second.prefix_ids, second.chosen_ids, second.rejected_ids) == ([0, 1], [2], [3])
+    root = _root_pair(0.9375, 0.0625)[0][0]
+    assert (root.prefix_ids, root.chosen_ids, root.rejected_ids) == ([], [0], [1])
+
+
+def test_the_stop_token_of_a_step_the_model_ended_is_left_to_training():
+    # n0 "A" .75 (ids 10 11, then "\n" 12), n1 "B" ended by EOS (ids 20, stop 2), n2 "C" by EOS
+    tree = make_tree(S("A", 0.75, S("B", 0.9, correct=True, finish="eos"), S("C", 0.1, correct=False, finish="eos")))
+    for node, ids in zip(tree.nodes, ([10, 11, 12], [20, 2], [30, 2])):
+        node.token_ids = ids
+    assert build_sft(tree).completion_ids == [10, 11, 12, 20]
+    dpo = build_dpo(tree)
+    assert (dpo.chosen_ids, dpo.rejected_ids) == ([10, 11, 12, 20], [10, 11, 12, 30])
+    (pair,) = pairs_of(tree, step_gap=0.5)[0]
+    assert (pair.prefix_ids, pair.chosen_ids, pair.rejected_ids) == ([10, 11, 12], [20], [30])
+
+
+def test_trees_without_ids_give_records_without_ids():
+    no_prompt = tree_a()
+    no_prompt.prompt_ids = []
+    no_step_ids = tree_a()
+    no_step_ids.nodes[2].token_ids = []  # the SFT path's last step
+    for tree in (no_prompt, no_step_ids):
+        sft = build_sft(tree)
+        assert sft.prompt_ids is None and sft.completion_ids is None
+    pairs = pairs_of(no_step_ids)[0]
+    assert pairs[0].chosen_ids == [1] and pairs[1].chosen_ids is None and pairs[1].prefix_ids is None

@@ -6,6 +6,8 @@ never added by the tokenizer), so every expected id list below is written out by
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -156,3 +158,64 @@ def test_collate_pairs_unshared_and_packed_hold_the_same_tokens(toy_tokenizer):
     # Unshared token count: (11 + 3) + (11 + 4) and (11 + 2) + (11 + 2).
     assert rows.n_tokens == packed.n_tokens == 29 + 26
     assert torch.allclose(rows.chosen_values, torch.tensor([0.9, 0.9]))
+
+
+def _prompt(tok) -> list[int]:
+    return [tok.bos_token_id] + chars(tok, "Q: 1+2\n")
+
+
+def test_sampled_ids_are_trained_and_the_text_path_is_the_fallback(toy_tokenizer):
+    tok = toy_tokenizer
+    text_only = SFTExample(id="t", problem_id="p", prompt="1+2", completion="S1\nA", steps=["S1", "A"])
+    # sampled " S1\n" + "A": the step text lost the leading space, so the text gives other ids
+    sampled = replace(text_only, id="s", prompt_ids=_prompt(tok), completion_ids=chars(tok, " S1\nA"))
+    same = replace(text_only, id="e", prompt_ids=_prompt(tok), completion_ids=chars(tok, "S1\nA"))
+    (a, b, c), report = tokenize_sft([text_only, sampled, same], tok, settings())
+    assert a.completion_ids == c.completion_ids == chars(tok, "S1\nA") + [tok.eos_token_id]
+    assert b.completion_ids == chars(tok, " S1\nA") + [tok.eos_token_id]  # the sampled ids, then EOS
+    assert (report.from_text, report.from_ids, report.retokenize_mismatch) == (1, 2, 1)
+    assert "2 on their sampled token ids (1 of them would re-tokenize differently" in report.describe(
+        OverlongRule.DROP, 64
+    )
+
+
+def test_sampled_prompt_ids_are_used_as_they_are(toy_tokenizer):
+    tok = toy_tokenizer
+    rec = SFTExample(id="s", problem_id="p", prompt="1+2", completion="A", steps=["A"])
+    (ex,), report = tokenize_sft([replace(rec, prompt_ids=[7, 8], completion_ids=chars(tok, "A"))], tok, settings())
+    assert ex.prompt_ids == [7, 8] and report.retokenize_mismatch == 1
+    # records with step ids but no prompt ids get the prompt built as the sampler builds it
+    (ex,), _ = tokenize_sft([replace(rec, completion_ids=chars(tok, "A"))], tok, settings())
+    assert ex.prompt_ids == _prompt(tok)
+
+
+def test_sampled_step_pair_sides_share_exactly_the_prompt_and_prefix_ids(toy_tokenizer):
+    tok = toy_tokenizer
+    prefix_ids = chars(tok, " S1\n")  # as sampled: the text "S1" lost its leading space
+    mid = replace(
+        step_pair("S2", "X2", terminal=False),
+        prompt_ids=_prompt(tok),
+        prefix_ids=prefix_ids,
+        chosen_ids=chars(tok, "S2\n"),  # an intermediate step's ids end with its sampled delimiter
+        rejected_ids=chars(tok, "X2\n"),
+    )
+    end = replace(
+        step_pair("A 3", "A 4", terminal=True),
+        prompt_ids=_prompt(tok),
+        prefix_ids=prefix_ids,
+        chosen_ids=chars(tok, "A 3"),  # ended by EOS (removed by the builder)
+        rejected_ids=chars(tok, "A 4\n"),  # an answer step that ended at the delimiter
+    )
+    (m, e), report = tokenize_step_pairs([mid, end], tok, settings())
+    shared = _prompt(tok) + prefix_ids
+    assert m.prompt_ids == e.prompt_ids == shared
+    assert (m.chosen_ids, m.rejected_ids) == (chars(tok, "S2\n"), chars(tok, "X2\n"))
+    assert (e.chosen_ids, e.rejected_ids) == (
+        chars(tok, "A 3") + [tok.eos_token_id],
+        chars(tok, "A 4\n") + [tok.eos_token_id],
+    )
+    for ex, same_start in ((m, 0), (e, 2)):  # the rows agree on the shared ids (+ "A " of "A 3"/"A 4")
+        chosen, rejected = ex.prompt_ids + ex.chosen_ids, ex.prompt_ids + ex.rejected_ids
+        first_diff = next(i for i, (x, y) in enumerate(zip(chosen, rejected)) if x != y)
+        assert first_diff == len(shared) + same_start
+    assert (report.from_ids, report.retokenize_mismatch) == (2, 2)

@@ -23,6 +23,11 @@ Definitions every builder shares:
   a finished one, under a value the PRM gave to half a step.
 * A node is *scored* when its ``value`` is a finite number; a path is scored when all its nodes
   are.
+* Records carry the sampled token ids next to the text (training uses them: re-tokenizing the
+  stripped step text would give other ids on a BPE tokenizer): the tree's prompt ids, each
+  step's ids as sampled (an intermediate step's end with its delimiter), minus the stop token
+  of a step the model ended (finish reason ``eos``), since training appends its own end token.
+  A tree without prompt ids, or a step without ids (hand-made), gives records without ids.
 * Values within ``GAP_EPS`` count as equal: 0.4 - 0.1 is 0.30000000000000004 in floats but is
   "exactly at" a 0.3 threshold to a reader, so it is dropped like 0.75 - 0.25 at 0.5.
 
@@ -42,6 +47,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sppd.records import Node, PreferencePair, SFTExample, StepPair, Tree
@@ -51,6 +57,8 @@ from sppd.types import StepPairMode
 GAP_EPS = 1e-9
 # the finish reason that cuts the step itself (before its delimiter), one of records.CUT_REASONS
 STEP_CUT_REASON = "length"
+# the finish reason of a step the model ended with a stop token (EOS, end of turn): its last id
+STOP_REASON = "eos"
 
 
 @dataclass(frozen=True)
@@ -62,6 +70,7 @@ class ScoredPath:
     values: tuple[float, ...]
     correct: bool
     answer: str | None
+    token_ids: tuple[int, ...] | None = None  # the sampled ids without the stop token (None: unknown)
 
     @property
     def min_value(self) -> float:
@@ -74,6 +83,27 @@ class ScoredPath:
 
 def is_scored(node: Node) -> bool:
     return node.value is not None and math.isfinite(node.value)
+
+
+def step_ids(node: Node) -> list[int] | None:
+    """A step's sampled ids without the stop token that ended it, or None when the node has none."""
+    if not node.token_ids:
+        return None
+    return list(node.token_ids[:-1] if node.finish_reason == STOP_REASON else node.token_ids)
+
+
+def path_ids(tree: Tree, node_ids: list[int]) -> list[int] | None:
+    """The sampled ids of the steps ``node_ids`` joined (``step_ids`` each), or None when a step has none."""
+    pieces = [step_ids(tree.nodes[k]) for k in node_ids]
+    return None if any(p is None for p in pieces) else [t for p in pieces for t in p]
+
+
+def _sampled_ids(tree: Tree, **parts: Sequence[int] | None) -> dict[str, list[int] | None]:
+    """The record fields ``prompt_ids`` (the tree's) and ``parts``: all of them when every one is
+    known, else all None (a record's ids are used whole or not at all)."""
+    known = {"prompt_ids": tree.prompt_ids or None, **parts}
+    complete = all(v is not None for v in known.values())
+    return {k: list(v) if complete else None for k, v in known.items()}
 
 
 def scored_paths(tree: Tree, counts: Counter | None = None) -> list[ScoredPath]:
@@ -94,7 +124,9 @@ def scored_paths(tree: Tree, counts: Counter | None = None) -> list[ScoredPath]:
             counts["correct_paths" if node.correct else "wrong_paths"] += 1
             steps = tuple(tree.nodes[k].text for k in ids)
             values = tuple(float(tree.nodes[k].value) for k in ids)
-            paths.append(ScoredPath(leaf, steps, values, bool(node.correct), node.answer))
+            token_ids = path_ids(tree, ids)
+            token_ids = tuple(token_ids) if token_ids is not None else None
+            paths.append(ScoredPath(leaf, steps, values, bool(node.correct), node.answer, token_ids))
     return paths
 
 
@@ -154,6 +186,7 @@ def build_sft(
         steps=list(best.steps),
         min_value=best.min_value,
         meta=_path_meta(best),
+        **_sampled_ids(tree, completion_ids=best.token_ids),
     )
 
 
@@ -190,6 +223,7 @@ def build_dpo(
         chosen_value=chosen.min_value,
         rejected_value=rejected.min_value,
         meta={"chosen": _path_meta(chosen), "rejected": _path_meta(rejected), "gold": tree.problem.gold},
+        **_sampled_ids(tree, chosen_ids=chosen.token_ids, rejected_ids=rejected.token_ids),
     )
 
 
@@ -293,6 +327,7 @@ def _cap(candidates: list[_Candidate], cap: int, counts: Counter) -> list[_Candi
 def _step_pair(tree: Tree, c: _Candidate, delimiter: str) -> StepPair:
     w, r = tree.nodes[c.chosen], tree.nodes[c.rejected]
     prefix = tree.path_steps(c.parent) if c.parent >= 0 else []
+    prefix_ids = path_ids(tree, tree.path_to(c.parent))  # [] at the root; the parent never ended its path
     parent_value = tree.nodes[c.parent].value if c.parent >= 0 else None
     pid = tree.problem.id
     return StepPair(
@@ -319,4 +354,5 @@ def _step_pair(tree: Tree, c: _Candidate, delimiter: str) -> StepPair:
             "chosen_correct": w.correct,
             "rejected_correct": r.correct,
         },
+        **_sampled_ids(tree, prefix_ids=prefix_ids, chosen_ids=step_ids(w), rejected_ids=step_ids(r)),
     )
