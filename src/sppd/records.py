@@ -10,12 +10,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from sppd.errors import SppdError
+
 SCHEMA_VERSION = 1
 # finish reasons of a step at which the path was cut by a budget rather than ended by the model
 CUT_REASONS = frozenset({"length", "max_depth", "max_total"})
 
 
-class RecordError(ValueError):
+class RecordError(SppdError, ValueError):
     """A record on disk does not have the fields or types its kind needs."""
 
 

@@ -33,6 +33,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from sppd.errors import SppdError
 from sppd.eval.answers import (
     boxed_gold,
     clean_answer,
@@ -55,7 +56,7 @@ class BenchmarkProblem:
     """Why no answer can be graded right against ``gold`` (e.g. ``"empty gold"``); ``""`` if one can."""
 
 
-class BenchmarkFormatError(ValueError):
+class BenchmarkFormatError(SppdError, ValueError):
     """A benchmark file has a malformed line; the message names file, line and field."""
 
 
