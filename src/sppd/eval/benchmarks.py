@@ -42,6 +42,7 @@ from sppd.eval.answers import (
     olympiadbench_gold,
 )
 from sppd.eval.grading import unwinnable_reason
+from sppd.io import read_lines
 
 
 @dataclass(frozen=True)
@@ -174,7 +175,7 @@ def load_jsonl_problems(
     A malformed line raises :class:`BenchmarkFormatError` naming file, line number and field.
     """
     path = Path(path)
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = [line.rstrip("\r\n") for _, line in read_lines(path)]  # bytes that are not UTF-8: file:line
     return _parse_lines(
         lines,
         str(path),
