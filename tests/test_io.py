@@ -70,3 +70,20 @@ def test_iter_trees_reads_a_folder_or_one_shard_and_names_bad_lines(tmp_path):
     write_jsonl(out.shard_path("trees", 2), [trees[0].to_dict(), {"schema": SCHEMA_VERSION}])
     with pytest.raises(RecordError, match=r"records-trees-00002\.jsonl:2: field 'kind'"):
         list(iter_trees(out.shard_path("trees", 2)))
+
+
+def test_manifest_records_each_shard_digest_and_count(tmp_path):
+    import hashlib
+
+    from sppd.io import DIGEST_SUFFIX
+
+    out = StageDir(tmp_path)
+    out.write_shard("x", 0, [{"a": 1}, {"a": 2}])
+    out.write_manifest("test", counts={}, inputs={})
+    shard = out.shard_path("x", 0)
+    entry = out.read_manifest()["shard_digests"][shard.name]
+    assert entry == {"sha256": hashlib.sha256(shard.read_bytes()).hexdigest(), "records": 2}
+    assert (tmp_path / (shard.name + DIGEST_SUFFIX)).exists() and out.is_complete()
+    shard.write_bytes(shard.read_bytes().replace(b'"a":2', b'"a":3'))
+    assert not out.is_complete() and not out.read_manifest()  # found, set aside, manifest dropped
+    assert (tmp_path / f"{shard.name}.damaged-1").exists() and not shard.exists()
