@@ -37,3 +37,30 @@ def tiny_policy(tiny_policy_dir):
     from sppd.settings import ModelConfig
 
     return load_policy(tiny_policy_dir, ModelConfig(device="cpu"))
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run ``sppd.cli.main`` in-process: ``cli(*argv) -> (exit code, stdout, stderr)``."""
+    from sppd.cli import main
+
+    def run(*argv):
+        capsys.readouterr()
+        code = main([str(a) for a in argv])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def assert_one_error(code: int, err: str, *needles: str) -> str:
+    """A non-zero exit with exactly one error line (warnings aside) naming every needle, no traceback."""
+    assert code != 0, err
+    assert "Traceback" not in err, err
+    lines = [line for line in err.replace("\r", "\n").splitlines() if line.strip() and "%|" not in line]  # no bars
+    errors = [line for line in lines if line.startswith(("sppd: error:", "sppd: config error:"))]
+    others = [line for line in lines if line not in errors and not line.startswith("sppd: warning:")]
+    assert len(errors) == 1 and not others, err
+    for needle in needles:
+        assert needle in errors[0], (needle, errors[0])
+    return errors[0]

@@ -26,6 +26,7 @@ NON_OUTPUT = {
     "toy.num_threads": "runtime",
     "model.path": "location",
     "problems.allow_test_split": "runtime",  # a permission to read a test split, not an input
+    "problems.max_question_chars": "runtime",  # refuses overlong problems; never changes what is written
     "sample.out": "location",
     "sample.vllm_gpu_memory_utilization": "runtime",  # how much of the GPU vLLM may take, not what it samples
     "score.prm_path": "location",

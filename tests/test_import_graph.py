@@ -30,7 +30,17 @@ SRC = Path(sppd.__file__).resolve().parent
 # layer -> the modules/packages in it; a name covers its submodules. Longest match wins, so
 # ``sppd.toy.config`` (the toy settings the schema holds) sits below the rest of ``sppd.toy``.
 LAYERS: dict[str, tuple[str, ...]] = {
-    "base": ("sppd", "sppd.types", "sppd.records", "sppd.io", "sppd.runtime", "sppd.config", "sppd.digest"),
+    "base": (
+        "sppd",
+        "sppd.types",
+        "sppd.records",
+        "sppd.io",
+        "sppd.runtime",
+        "sppd.config",
+        "sppd.digest",
+        "sppd.errors",
+        "sppd.locking",
+    ),
     "schema": ("sppd.settings", "sppd.toy.config", "sppd.prm.registry"),
     "component": (
         "sppd.sampling",

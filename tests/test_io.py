@@ -87,3 +87,20 @@ def test_training_records_of_schema_1_are_read_and_newer_ones_refused(tmp_path):
     write_jsonl(out.shard_path("sft", 1), [{**tree.to_dict(), "schema": 2}])  # trees are still at version 1
     with pytest.raises(DataFileError, match="field 'schema' is 2"):
         list(out.iter_records())
+
+
+def test_manifest_records_each_shard_digest_and_count(tmp_path):
+    import hashlib
+
+    from sppd.io import DIGEST_SUFFIX
+
+    out = StageDir(tmp_path)
+    out.write_shard("x", 0, [{"a": 1}, {"a": 2}])
+    out.write_manifest("test", counts={}, inputs={})
+    shard = out.shard_path("x", 0)
+    entry = out.read_manifest()["shard_digests"][shard.name]
+    assert entry == {"sha256": hashlib.sha256(shard.read_bytes()).hexdigest(), "records": 2}
+    assert (tmp_path / (shard.name + DIGEST_SUFFIX)).exists() and out.is_complete()
+    shard.write_bytes(shard.read_bytes().replace(b'"a":2', b'"a":3'))
+    assert not out.is_complete() and not out.read_manifest()  # found, set aside, manifest dropped
+    assert (tmp_path / f"{shard.name}.damaged-1").exists() and not shard.exists()

@@ -1,7 +1,10 @@
 """Command line: ``sppd <stage> --config NAME_OR_PATH key.sub=value ...``.
 
 No logic lives here: each subcommand resolves the typed config and calls a stage's ``main``.
-Stages are imported only when run, so ``sppd show-config`` stays quick.
+Stages are imported only when run, so ``sppd show-config`` stays quick. An expected failure
+(``sppd.errors.SppdError``: a bad config key, a malformed file, a locked folder; or an ``OSError``
+such as a full disk) is one line on stderr and exit code 2; ``--debug``
+shows its traceback.
 """
 
 from __future__ import annotations
@@ -9,8 +12,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import traceback
 
 from sppd.config import ConfigError
+from sppd.errors import SppdError
 
 # subcommand -> (module, help)
 STAGES: dict[str, tuple[str, str]] = {
@@ -54,6 +59,7 @@ def _add_stage_args(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sppd", description="SPPD: self-training with process preference learning")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an expected error too")
     sub = parser.add_subparsers(dest="command", required=True)
     show = sub.add_parser("show-config", help="print the resolved config")
     _add_config_args(show)
@@ -72,6 +78,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except SppdError as exc:  # bad input: the message names the file/line/field or the key
+        return _fail(args, "config error" if isinstance(exc, ConfigError) else "error", exc, 2)
+    except OSError as exc:  # the environment: a full disk, a missing or unreadable file
+        return _fail(args, "error", exc, 2)
+    finally:
+        from sppd import locking
+
+        locking.release_all()
+
+
+def _fail(args: argparse.Namespace, kind: str, exc: BaseException, code: int) -> int:
+    """One line on stderr (the traceback too with ``--debug``); returns the exit code."""
+    if args.debug:
+        traceback.print_exception(exc)
+    # a multi-line message (a stale folder lists what changed) is joined, so stderr has one line
+    message = "; ".join(" ".join(line.split()) for line in str(exc).splitlines() if line.strip())
+    message = message or type(exc).__name__
+    print(f"sppd: {kind}: {message}", file=sys.stderr)
+    return code
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "sources":
         from sppd.tasks import format_sources
 
@@ -83,11 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides = list(args.overrides)
     if getattr(args, "seeds", None) is not None:
         overrides.append(f"pipeline.seeds={args.seeds}")
-    try:
-        cfg = load_run_config(args.config, overrides)
-    except ConfigError as exc:
-        print(f"sppd: config error: {exc}", file=sys.stderr)
-        return 2
+    cfg = load_run_config(args.config, overrides)
     if args.command == "show-config":
         print(dump_yaml(cfg), end="")
         return 0
@@ -97,25 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     previous = common.set_rerun_stale(args.rerun_stale or common.rerun_stale())
     try:
         importlib.import_module(module).main(cfg)
-    except ConfigError as exc:
-        print(f"sppd: config error: {exc}", file=sys.stderr)
-        return 2
-    except (FileNotFoundError, *_data_errors()) as exc:  # bad input: the message names file/line/field
-        print(f"sppd: error: {exc}", file=sys.stderr)
-        return 2
     finally:
         common.set_rerun_stale(previous)
     return 0
-
-
-def _data_errors() -> tuple[type[Exception], ...]:
-    """Errors that mean "your input is malformed" (shown without a traceback)."""
-    from sppd.eval.benchmarks import BenchmarkFormatError
-    from sppd.io import DataFileError
-    from sppd.prm.base import PRMScoreError
-    from sppd.records import RecordError
-
-    return (BenchmarkFormatError, DataFileError, PRMScoreError, RecordError)
 
 
 if __name__ == "__main__":

@@ -22,8 +22,10 @@ from typing import Any
 
 import yaml
 
+from sppd.errors import SppdError
 
-class ConfigError(ValueError):
+
+class ConfigError(SppdError, ValueError):
     """A config key is unknown, has the wrong type, or a required value is missing."""
 
 
@@ -53,13 +55,57 @@ def resolve_config_path(name_or_path: str) -> Path:
     return Path(str(shipped))
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` (no ``!!python/...`` tags) that refuses a key given twice in one mapping:
+    YAML keeps the last, so a duplicated ``lr:`` would silently override the first."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first at line {seen[key]})", key_node.start_mark
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep)
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    """YAML ``text`` parsed safely and strictly; a syntax error, a python tag or a duplicate key
+    raises ``ConfigError("<where>:<line>: <problem>")``."""
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = " ".join(str(part) for part in (exc.context, exc.problem) if part)
+        raise ConfigError(f"{where}{line}: {problem.splitlines()[0] if problem else 'invalid YAML'}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where}: invalid YAML ({str(exc).splitlines()[0]})") from None
+
+
+def read_yaml_file(path: Path) -> Any:
+    """A YAML file parsed by ``parse_yaml``; bytes that are not UTF-8 are named by line."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[exc.start]:02x})") from None
+    return parse_yaml(text, str(path))
+
+
 def load_yaml_chain(name_or_path: str, _seen: tuple[str, ...] = ()) -> dict[str, Any]:
     """Read a YAML config, merging it over the config named by its ``inherit`` key."""
     path = resolve_config_path(name_or_path)
     if str(path) in _seen:
         raise ConfigError(f"config inheritance cycle: {' -> '.join(_seen + (str(path),))}")
-    with open(path, encoding="utf-8") as fh:
-        data = yaml.safe_load(fh) or {}
+    data = read_yaml_file(path) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
     parent = data.pop("inherit", None)
@@ -86,7 +132,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not of the form key.sub=value")
         key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw) if raw != "" else ""
+        value = parse_yaml(raw, f"override {item!r}") if raw != "" else ""
         node = out
         parts = key.strip().split(".")
         for part in parts[:-1]:
@@ -118,9 +164,63 @@ def build(cls: type, data: Any, prefix: str = "") -> Any:
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ConfigError(f"missing required config value '{where}'")
     try:
-        return cls(**kwargs)
+        obj = cls(**kwargs)
     except (ValueError, TypeError) as exc:  # a dataclass's own __post_init__ validation
         raise ConfigError(f"config section '{prefix or '<root>'}': {exc}") from None
+    check_values(obj, prefix)
+    return obj
+
+
+# --- value constraints ------------------------------------------------------------------------
+# A config dataclass declares its ranges next to its fields as ``CHECKS: ClassVar = {field: rule}``;
+# ``build`` applies them, so a value that cannot work (a batch of 0, a negative learning rate) fails
+# when the config loads, naming the key, not hours later or never. A rule returns what is wrong
+# with a value, or None; ``None`` values (an unset Optional) are not checked.
+
+
+def at_least(low: float):
+    """A rule: the value is >= ``low``."""
+    return lambda v: None if v >= low else f"must be >= {low}"
+
+
+def above(low: float):
+    """A rule: the value is > ``low``."""
+    return lambda v: None if v > low else f"must be > {low}"
+
+
+def within(low: float, high: float, low_open: bool = False, high_open: bool = False):
+    """A rule: ``low <= value <= high``; an open end excludes its bound."""
+    left, right = "(" if low_open else "[", ")" if high_open else "]"
+
+    def rule(v):
+        ok = (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
+        return None if ok else f"must be in {left}{low}, {high}{right}"
+
+    return rule
+
+
+def each(rule):
+    """A rule for a list: every element passes ``rule``."""
+
+    def check(values):
+        for i, v in enumerate(values):
+            if (problem := rule(v)) is not None:
+                return f"element {i} ({v!r}) {problem}"
+        return None
+
+    return check
+
+
+def check_values(obj: Any, prefix: str = "") -> None:
+    """Apply ``type(obj).CHECKS``; the first broken rule raises ``ConfigError`` naming its key."""
+    for name, rule in getattr(type(obj), "CHECKS", {}).items():
+        value = getattr(obj, name)
+        if value is None:
+            continue
+        problem = rule(value)
+        if problem is not None:
+            where = f"{prefix}.{name}" if prefix else name
+            raise ConfigError(f"config key '{where}': {value!r} {problem}")
 
 
 def _coerce(tp: Any, value: Any, where: str) -> Any:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from sppd.errors import SppdError
+
 SCHEMA_VERSION = 1
 # Kinds whose format moved past SCHEMA_VERSION: the version written now. Training records carry the
 # sampled token ids since version 2; version 1 records (text only) are still read, and training
@@ -19,7 +21,7 @@ KIND_SCHEMA = {"sft": 2, "pair": 2, "step_pair": 2}
 CUT_REASONS = frozenset({"length", "max_depth", "max_total"})
 
 
-class RecordError(ValueError):
+class RecordError(SppdError, ValueError):
     """A record on disk does not have the fields or types its kind needs."""
 
 

@@ -10,8 +10,10 @@ Each field's comment is its one-line documentation (``sppd show-config`` prints 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from sppd import config as _config
+from sppd.config import above, at_least, each, within
 from sppd.digest import location, runtime
 from sppd.toy.config import ToyPretrainConfig
 from sppd.types import (
@@ -77,6 +79,11 @@ class ProblemsConfig:
     question_field: str = "question"  # JSONL field names for user files
     answer_field: str = "answer"
     id_field: str = ""  # JSONL id field ("" = number problems by line)
+    # A question or gold answer longer than this is refused before tokenization (a 60 MB question
+    # ran the sampler out of memory); it changes what is refused, never what is written.
+    max_question_chars: int = runtime(20000)  # longest question or gold answer accepted, in characters
+
+    CHECKS: ClassVar = {"n": at_least(1), "max_question_chars": at_least(1)}
 
 
 @dataclass
@@ -96,6 +103,15 @@ class SampleConfig:
     problems_per_shard: int = 16  # problems advanced in lockstep and written as one shard
     out: str = location("")  # output folder (default: <run_dir>/trees)
 
+    CHECKS: ClassVar = {
+        **{k: at_least(1) for k in ("K", "C", "max_depth", "max_step_tokens", "max_total_tokens")},
+        **{k: at_least(1) for k in ("engine_batch_size", "problems_per_shard")},
+        "temperature": at_least(0.0),
+        "top_p": within(0.0, 1.0, low_open=True),
+        "selection_temperature": above(0.0),
+        "vllm_gpu_memory_utilization": within(0.0, 1.0, low_open=True),
+    }
+
 
 @dataclass
 class ScoreConfig:
@@ -111,6 +127,8 @@ class ScoreConfig:
     mc_policy: str = location("")  # model that rolls out ("" = the model that sampled the trees, from their manifest)
     trees: str = location("")  # input trees (default: <run_dir>/trees)
     out: str = location("")  # output folder (default: <run_dir>/scored)
+
+    CHECKS: ClassVar = {"max_batch_tokens": at_least(1), "mc_min_paths": at_least(0), "mc_rollouts": at_least(0)}
 
 
 @dataclass
@@ -128,6 +146,15 @@ class PRMTrainConfig:
     )  # soft: fraction of correct completions; hard: any correct completion (Math-Shepherd HE)
     val_fraction: float = 0.1  # problems held out to report PRM accuracy
 
+    CHECKS: ClassVar = {
+        "epochs": at_least(1),
+        "lr": above(0.0),
+        "batch_size": at_least(1),
+        "min_mc_paths": at_least(0),
+        "synthetic_solutions": at_least(0),
+        "val_fraction": within(0.0, 1.0, high_open=True),
+    }
+
 
 @dataclass
 class BuildConfig:
@@ -141,6 +168,12 @@ class BuildConfig:
     pairs_per_parent: int = 1  # most pairs per branching node (best vs worst first)
     require_complete_subtree: bool = False  # drop steps under which no complete path exists
     max_step_pairs_per_problem: int = 0  # cap per problem (0 = no cap)
+
+    CHECKS: ClassVar = {
+        "step_gap": at_least(0.0),
+        "pairs_per_parent": at_least(1),
+        "max_step_pairs_per_problem": at_least(0),
+    }
 
 
 @dataclass
@@ -177,6 +210,20 @@ class TrainConfig:
     trackers: list[str] = runtime(default_factory=list)  # accelerate trackers (tensorboard, wandb, ...)
     seed: int = 0  # data order and init seed
 
+    CHECKS: ClassVar = {
+        "lr": above(0.0),
+        "weight_decay": at_least(0.0),
+        "momentum": within(0.0, 1.0, high_open=True),
+        "epochs": at_least(1),
+        **{k: at_least(0) for k in ("max_steps", "save_every", "log_every")},
+        **{k: at_least(1) for k in ("batch_size", "grad_accum", "max_length")},
+        **{k: at_least(0.0) for k in ("max_grad_norm", "gamma", "chosen_nll_weight")},
+        "warmup_ratio": within(0.0, 1.0),
+        "min_lr_ratio": within(0.0, 1.0),
+        "beta": above(0.0),
+        "label_smoothing": within(0.0, 0.5, high_open=True),
+    }
+
 
 @dataclass
 class EvalConfig:
@@ -198,6 +245,15 @@ class EvalConfig:
     grade_workers: int = runtime(2)  # math-verify worker processes of the grader (speed only)
     model: str = location("")  # model folder to evaluate (default: the policy)
     out: str = location("")  # output folder (default: <run_dir>/eval)
+
+    CHECKS: ClassVar = {
+        **{k: at_least(0) for k in ("n_problems", "n_samples", "bootstrap")},
+        **{k: at_least(1) for k in ("max_new_tokens", "batch_size", "problems_per_shard", "grade_workers")},
+        "temperature": at_least(0.0),
+        "top_p": within(0.0, 1.0, low_open=True),
+        "grade_timeout_s": above(0.0),
+        "benchmarks": lambda names: None if names else "must name at least one benchmark",
+    }
 
 
 def _train(objective: Objective, optimizer: OptimizerName, lr: float) -> TrainConfig:
@@ -221,6 +277,12 @@ class PipelineConfig:
     val_problems: int = 400  # problems of val_benchmark
     stage2_init: Stage2Init = Stage2Init.BEST_VAL  # the model Stage 2 resamples with
 
+    CHECKS: ClassVar = {
+        **{k: at_least(1) for k in ("stages", "seeds")},
+        **{k: at_least(0) for k in ("ablation_eval_samples", "val_problems")},
+        "gammas": each(at_least(0.0)),
+    }
+
 
 @dataclass
 class RunConfig:
@@ -241,6 +303,8 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+
+    CHECKS: ClassVar = {"threads": at_least(0)}
 
 
 def load_run_config(name_or_path: str, overrides: list[str] | None = None) -> RunConfig:

@@ -91,7 +91,7 @@ def test_gradient_accumulation_invariance(tmp_path, tiny_policy_dir, objective, 
 def test_resume_gives_the_uninterrupted_result(tmp_path, tiny_policy_dir):
     """4 steps straight vs 2 steps, a 'kill', then a resumed run: same parameters and metrics."""
     common = dict(max_steps=4, optimizer="adamw", warmup_ratio=0.25, save_every=2, batch_size=2)
-    main(make_run_config(tmp_path, "step_dpo", tiny_policy_dir, name="straight", **common))
+    uninterrupted = main(make_run_config(tmp_path, "step_dpo", tiny_policy_dir, name="straight", **common))
     cfg = make_run_config(tmp_path, "step_dpo", tiny_policy_dir, name="killed", **common)
     partial = main(cfg, stop_after=2)
     out = tmp_path / "killed" / "train-step_dpo"
@@ -99,6 +99,8 @@ def test_resume_gives_the_uninterrupted_result(tmp_path, tiny_policy_dir):
     assert not (out / "model.safetensors").exists()
     resumed = main(cfg)
     assert resumed["resumed_from"].endswith("step-00000002") and resumed["steps"] == 4
+    # tokens count the steps before the resume too (the continued-pretraining control is sized from it)
+    assert resumed["tokens"] == uninterrupted["tokens"] > resumed["tokens_this_run"] > 0
     straight = tmp_path / "straight" / "train-step_dpo"
     assert max_diff(weights(out), weights(straight)) < 1e-6
     assert [r["loss"] for r in metrics(out)] == pytest.approx([r["loss"] for r in metrics(straight)], abs=1e-6)

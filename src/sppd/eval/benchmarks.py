@@ -33,6 +33,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from sppd.errors import SppdError
 from sppd.eval.answers import (
     boxed_gold,
     clean_answer,
@@ -41,6 +42,7 @@ from sppd.eval.answers import (
     olympiadbench_gold,
 )
 from sppd.eval.grading import unwinnable_reason
+from sppd.io import read_lines
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,7 @@ class BenchmarkProblem:
     """Why no answer can be graded right against ``gold`` (e.g. ``"empty gold"``); ``""`` if one can."""
 
 
-class BenchmarkFormatError(ValueError):
+class BenchmarkFormatError(SppdError, ValueError):
     """A benchmark file has a malformed line; the message names file, line and field."""
 
 
@@ -173,7 +175,7 @@ def load_jsonl_problems(
     A malformed line raises :class:`BenchmarkFormatError` naming file, line number and field.
     """
     path = Path(path)
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = [line.rstrip("\r\n") for _, line in read_lines(path)]  # bytes that are not UTF-8: file:line
     return _parse_lines(
         lines,
         str(path),

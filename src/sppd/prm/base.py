@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from sppd.errors import SppdError
 from sppd.prm import registry
 from sppd.prm.registry import available_prms
 
@@ -24,7 +25,7 @@ if TYPE_CHECKING:  # only for annotations: this module must stay import-light
     import torch
 
 
-class PRMScoreError(ValueError):
+class PRMScoreError(SppdError, ValueError):
     """A PRM returned scores that cannot be values: NaN, outside [0, 1], or the wrong count."""
 
 

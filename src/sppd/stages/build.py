@@ -63,6 +63,7 @@ def _build(cfg: RunConfig, trees_dir: str, out_dir: str) -> dict:
         print(format_summary(summary, root))
         return summary
     for out in outs.values():
+        out.lock()
         _clear(out)
         common.save_stage_config(out, cfg)
     counters = _write_sets(cfg, trees, outs)

@@ -1,6 +1,8 @@
 """Small pieces every stage needs: its folder, its saved config, ``--rerun-stale``, the policy.
 
-Process-level helpers (rank, seeds, barriers, progress bars) live in ``sppd.runtime``.
+Process-level helpers (rank, seeds, barriers, progress bars) live in ``sppd.runtime``. The
+refusals every stage shares live here too: nothing empty is written as "complete", and no
+question too long to tokenize sensibly reaches a model.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ import os
 from pathlib import Path
 
 from sppd import config as _config
+from sppd.errors import SppdError
 from sppd.io import StageDir
 from sppd.runtime import cache_root
 from sppd.settings import RunConfig
@@ -53,3 +56,29 @@ def policy_path(cfg: RunConfig) -> Path:
     from sppd.toy.pretrain import cached_base_model
 
     return Path(cached_base_model(cfg.toy, cache_root()))
+
+
+class EmptyStageError(SppdError):
+    """A stage has nothing to do (no problems, no records): it stops rather than mark an empty folder complete."""
+
+
+def require_some(count: int, message: str) -> None:
+    """Stop with ``message`` when ``count`` is zero (an empty output is never "complete")."""
+    if count == 0:
+        raise EmptyStageError(message)
+
+
+def check_problem_lengths(problems, cap: int, where: str) -> None:
+    """Refuse problems whose question or gold answer is longer than ``cap`` characters.
+
+    A 60 MB question grew the sampler's memory without bound and a 200 KB one ran for minutes;
+    such a record is almost always a broken file. The error counts them and names the first.
+    """
+    long = [p for p in problems if len(p.question) > cap or len(p.gold) > cap]
+    if long:
+        first = long[0]
+        size = max(len(first.question), len(first.gold))
+        raise _config.ConfigError(
+            f"{where}: {len(long)} problem(s) longer than problems.max_question_chars={cap} characters "
+            f"(first: id {first.id!r}, {size} characters); raise the cap or fix the file"
+        )

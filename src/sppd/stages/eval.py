@@ -53,6 +53,16 @@ def bench_tag(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", Path(name).stem if name.endswith(".jsonl") else name).strip("_")
 
 
+def bench_tags(names: list[str]) -> dict[str, str]:
+    """Each benchmark's shard tag, unique per name: two files with one base name (``x/test.jsonl``,
+    ``y/test.jsonl``) get a digest of their path appended, so neither reuses the other's shards."""
+    plain = [bench_tag(n) for n in names]
+    return {
+        n: f"{t}_{runtime.derive_seed(n):08x}" if plain.count(t) > 1 and n.endswith(".jsonl") else t
+        for n, t in zip(names, plain)
+    }
+
+
 def bench_judge(cfg: RunConfig, name: str):
     """The judge of one benchmark; math grading runs under ``eval.grade_timeout_s`` and ``eval.grade_workers``."""
     task = benchmark_task(cfg, name)[0]
@@ -99,6 +109,7 @@ def main(cfg: RunConfig, model_path: str | None = None, out_dir: str = "") -> di
         metrics = json.loads((out.path / "metrics.json").read_text())
         print(f"eval: {out.path} is complete; nothing to do.\n" + (out.path / "metrics.md").read_text())
         return metrics
+    out.lock()
     common.save_stage_config(out, cfg)
     path = model_path or cfg.eval.model or common.policy_path(cfg)
     engine, tokenizer = load_engine(cfg, path, cfg.eval.batch_size)
@@ -139,10 +150,12 @@ def main(cfg: RunConfig, model_path: str | None = None, out_dir: str = "") -> di
 def _run_benchmark(cfg, name, out: StageDir, engine, tokenizer, judge, prm, delimiter) -> tuple[list[dict], int]:
     """The graded records of one benchmark, and how many unwinnable problems were left out."""
     problems, unwinnable = split_unwinnable(bench_problems(cfg, name))
+    common.require_some(len(problems), f"eval: benchmark {name!r} (eval.benchmarks) has no problems to evaluate")
+    common.check_problem_lengths(problems, cfg.problems.max_question_chars, f"eval benchmark {name!r}")
     if unwinnable:
         reasons = ", ".join(sorted({p.meta["unwinnable"] for p in unwinnable}))
         print(f"eval {name}: {len(unwinnable)} unwinnable problem(s) excluded ({reasons})")
-    tag, per = bench_tag(name), cfg.eval.problems_per_shard
+    tag, per = bench_tags(cfg.eval.benchmarks)[name], cfg.eval.problems_per_shard
     chunks = [problems[i : i + per] for i in range(0, len(problems), per)]
     e = cfg.eval
     sample_params = GenerationParams(max_new_tokens=e.max_new_tokens, temperature=e.temperature, top_p=e.top_p)

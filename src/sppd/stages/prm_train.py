@@ -73,6 +73,7 @@ def main(cfg: RunConfig, out_dir: str = "") -> dict:
     rank, _ = runtime.rank_and_world()
     metrics: dict = {}
     if rank == 0:  # a tiny model: one process trains it, the others wait
+        out.lock()
         out.invalidate()
         trees = load_labelled_trees(folders)
         show = sys.stderr.isatty() or os.environ.get("SPPD_PROGRESS") == "1"

@@ -49,6 +49,8 @@ def main(cfg: RunConfig, model_path: str | None = None, out_dir: str = "") -> di
     rank, world = runtime.rank_and_world()
     task, split = training_task(cfg)  # a test split is refused unless problems.allow_test_split
     problems = task.problems(split, cfg.problems.n, seed=cfg.seed)
+    common.require_some(len(problems), f"sample: problems.source={cfg.problems.source!r} ({split}) has no problems")
+    common.check_problem_lengths(problems, cfg.problems.max_question_chars, f"problems.source={cfg.problems.source!r}")
     per = cfg.sample.problems_per_shard
     chunks = [problems[i : i + per] for i in range(0, len(problems), per)]
     fp = fingerprint(cfg, model_path)
@@ -56,6 +58,7 @@ def main(cfg: RunConfig, model_path: str | None = None, out_dir: str = "") -> di
         summary = summarize(list(iter_trees(out)))
         print(f"sample: {out.path} is complete; nothing to do.")
         return summary
+    out.lock()
     if rank == 0:
         common.save_stage_config(out, cfg)
     path = model_path or common.policy_path(cfg)

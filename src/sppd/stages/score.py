@@ -195,6 +195,7 @@ def main(cfg: RunConfig, out_dir: str = "") -> dict:
         return out.read_manifest()["counts"]
     rank, world = runtime.rank_and_world()
     _check_resumable(out, cfg.score.scorer)
+    out.lock()
     if rank == 0:
         common.save_stage_config(out, cfg)
     cost = _score_todo(cfg, inputs, out, [i for i in range(len(inputs)) if i % world == rank])

@@ -23,7 +23,7 @@ import torch
 
 from sppd import config as _config
 from sppd.data.tokenize import TokenizeSettings
-from sppd.io import StageDir, atomic_write_json
+from sppd.io import DataFileError, StageDir, atomic_write_json
 from sppd.modeling import load_tokenizer, set_threads
 from sppd.records import RECORD_KINDS
 from sppd.runtime import resolve_device, resolve_dtype
@@ -59,6 +59,9 @@ def resolve_paths(cfg: RunConfig, spec: ObjectiveSpec) -> TrainPaths:
     data = Path(t.data) if t.data else Path(cfg.run_dir) / "data" / spec.data_subdir
     init = Path(t.init) if t.init else Path(common.policy_path(cfg))
     ref = Path(t.ref) if t.ref else init
+    for key, given in (("train.init", t.init), ("train.ref", t.ref)):
+        if given and not Path(given).is_dir():  # else transformers reads it as a hub repo id
+            raise _config.ConfigError(f"config key '{key}': model folder not found: {given}")
     return TrainPaths(data, init, ref, common.stage_dir(cfg, f"train-{spec.name}", t.out))
 
 
@@ -114,7 +117,10 @@ def read_records(data: Path, spec: ObjectiveSpec) -> list:
     records = []
     for where, obj in folder.iter_records():
         if obj.get("kind") != kind:
-            raise ValueError(f"{where}: objective {spec.name} reads '{kind}' records, found kind {obj.get('kind')!r}")
+            raise DataFileError(
+                f"{where}: field 'kind': objective {spec.name} reads '{kind}' records, found {obj.get('kind')!r} "
+                "(config keys 'train.objective' / 'train.data')"
+            )
         records.append(spec.record_cls.from_dict(obj, where))
     return records
 
@@ -260,6 +266,7 @@ def main(cfg: RunConfig, stop_after: int | None = None) -> dict:
     if reuse(paths.out, fp, paths.out.is_complete(), has_work=latest_checkpoint(paths.out.path) is not None):
         print(f"train: {paths.out.path} is complete; nothing to do.")
         return paths.out.read_manifest()["counts"]
+    paths.out.lock()
     _set_cpu_threads(cfg, resolve_device(cfg.model.device))
     acc = make_accelerator(cfg, paths.out.path)
     from accelerate.utils import set_seed
@@ -273,7 +280,7 @@ def main(cfg: RunConfig, stop_after: int | None = None) -> dict:
     if acc.is_main_process:
         print(report.describe(t.overlong, t.max_length))
     if not examples:
-        raise ValueError(f"{paths.data}: nothing to train on; {report.describe(t.overlong, t.max_length)}")
+        raise common.EmptyStageError(f"{paths.data}: nothing to train on; {report.describe(t.overlong, t.max_length)}")
     pad_id = int(tokenizer.pad_token_id)
     start = time.perf_counter()
     ref = reference_logps(acc, cfg, spec, paths, examples, pad_id) if spec.needs_ref else None

@@ -144,14 +144,15 @@ def latest_checkpoint(out_dir: Path) -> tuple[Path, int] | None:
     return path, step
 
 
-def save_checkpoint(accelerator, out_dir: Path, step: int) -> Path:
-    """Model, optimizer, RNG states and step; older checkpoints are removed afterwards."""
+def save_checkpoint(accelerator, out_dir: Path, step: int, tokens: int = 0) -> Path:
+    """Model, optimizer, RNG states, step and tokens trained on so far; older checkpoints are
+    removed afterwards."""
     path = out_dir / CHECKPOINTS / f"step-{step:08d}"
     accelerator.wait_for_everyone()
     accelerator.save_state(str(path))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        atomic_write_json(path / "trainer_state.json", {"step": step})
+        atomic_write_json(path / "trainer_state.json", {"step": step, "tokens": tokens})
         for old in (out_dir / CHECKPOINTS).glob("step-*"):
             if old != path:
                 shutil.rmtree(old, ignore_errors=True)
@@ -281,11 +282,14 @@ def train_loop(inp: LoopInputs, stop_after: int | None = None) -> dict:
     as a kill would; for resume tests."""
     acc, cfg = inp.accelerator, inp.cfg
     plan = make_plan(len(inp.examples), cfg, acc.num_processes)
-    start_step, resumed_from = 0, None
+    start_step, resumed_from, tokens_before = 0, None, 0
     found = latest_checkpoint(inp.out_dir)
     if found is not None:
         resumed_from, start_step = str(found[0]), found[1]
         acc.load_state(str(found[0]))
+        # the summary counts every token trained on, before the resume too (the pipeline sizes
+        # the continued-pretraining control from it)
+        tokens_before = int(json.loads((found[0] / "trainer_state.json").read_text()).get("tokens", 0))
     log = _MetricsLog(inp, plan, start_step)
     last: dict = {}
 
@@ -297,7 +301,7 @@ def train_loop(inp: LoopInputs, stop_after: int | None = None) -> dict:
         log.record(last)
         done = result.step + 1
         if cfg.save_every > 0 and done % cfg.save_every == 0 and done < plan.total_steps:
-            save_checkpoint(acc, inp.out_dir, done)
+            save_checkpoint(acc, inp.out_dir, done, tokens_before + log.tokens_total)
         return stop_after is not None and done >= stop_after
 
     run_steps(
@@ -326,6 +330,7 @@ def train_loop(inp: LoopInputs, stop_after: int | None = None) -> dict:
         "tail_skipped_per_epoch": plan.tail_skipped,
         "final_loss": last.get("loss"),
         "train_seconds": round(seconds, 3),
-        "tokens": log.tokens_total,
+        "tokens": tokens_before + log.tokens_total,
+        "tokens_this_run": log.tokens_total,
         "tokens_per_s": round(log.tokens_total / max(seconds, 1e-9), 1),
     }
