@@ -51,8 +51,8 @@ def test_show_config_prints_the_resolved_train_section(capsys):
 def test_the_readme_training_command_resolves_to_the_recipe():
     text = README.read_text()
     block = text[text.index("# training alone") :]
-    command = block[: block.index("\n# ", 1)].replace("\\\n", " ")
-    args = shlex.split(command.split("\n", 1)[1])
+    launch = block[block.index("accelerate launch") :].replace("\\\n", " ")
+    args = shlex.split(launch.split("\n", 1)[0])
     i = args.index("train")
     assert args[i + 1 : i + 3] == ["-c", "qwen2.5-7b-base"]
     cfg = load_run_config("qwen2.5-7b-base", args[i + 3 :])
