@@ -49,6 +49,7 @@ NON_OUTPUT = {
             "gradient_checkpointing": "runtime",
             "save_every": "runtime",
             "log_every": "runtime",
+            "l2_every": "runtime",  # when the distance from the start is measured, not the weights
             "trackers": "runtime",
         }.items()
     },

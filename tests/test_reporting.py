@@ -77,3 +77,23 @@ def test_rows_round_trip_and_a_bad_file_is_named(tmp_path):
     path.write_text(json.dumps(data))
     with pytest.raises(DataFileError, match=r"rows.json: rows\[1\]: 'stage-7' is not a valid RowKind"):
         load_rows(tmp_path)
+
+
+def test_the_training_runs_table_shows_each_trained_models_distance_from_its_start(tmp_path):
+    cfg = load_run_config("toy-tiny", [f"run_dir={tmp_path}"])
+    rows = []
+    for i, (name, l2) in enumerate([("SFT-PRM", 0.25), ("gamma/0.5", 1.5), ("gamma/2", 1.5)]):
+        folder = tmp_path / f"model-{i}"
+        folder.mkdir()
+        summary = {"objective": "sft", "steps": 3, "final_loss": 0.5, "final_grad_norm": 2.0, "l2_from_start": l2}
+        (folder / "train_summary.json").write_text(json.dumps(summary))
+        rows.append(
+            ReportRow(name, K.SFT if i == 0 else K.GAMMA, str(folder), "Base", 3, gamma=None if i == 0 else 1.0)
+        )
+    rows.append(ReportRow("Base", K.BASE, str(tmp_path / "base"), None, 3))  # no summary: not trained here
+    rows.append(ReportRow("again", K.ABLATION_START, str(tmp_path / "model-0"), "Base", 4))  # same model once
+    save_rows(tmp_path, rows)
+    run = {"run_dir": str(tmp_path), "evals": {}, "timings": {}, "skipped": [], "val": {}, "notes": []}
+    table = _table_rows(_section(write_report(cfg, [run]).read_text(), "Training runs"))
+    assert list(table)[1:] == ["SFT-PRM", "gamma/0.5", "gamma/2"]
+    assert table["SFT-PRM"].endswith("| 3 | 0.5000 | 2 | 0.25 |") and table["gamma/2"].endswith("| 1.5 |")

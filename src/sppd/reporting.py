@@ -157,6 +157,30 @@ def plot_training(rows: list[ReportRow], path: Path) -> bool:
     return True
 
 
+def _number(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def training_runs_section(rows: list[ReportRow]) -> list[str]:
+    """One line per trained model (its ``train_summary.json``): steps, final loss, the gradient norm
+    before clipping and the L2 distance moved from the start model. Equal distances from the same
+    start are a sign that variants (margins, gammas) trained the same model."""
+    lines, seen = [], set()
+    for row in rows:
+        summary_path = Path(row.model) / "train_summary.json"
+        if row.model in seen or not summary_path.exists():
+            continue
+        seen.add(row.model)
+        s = json.loads(summary_path.read_text())
+        loss, norm = _number(s.get("final_loss"), ".4f"), _number(s.get("final_grad_norm"), ".3g")
+        l2 = _number(s.get("l2_from_start"), ".4g")
+        lines.append(f"| {row.name} | {s.get('objective', '-')} | {s.get('steps', '-')} | {loss} | {norm} | {l2} |")
+    if not lines:
+        return []
+    head = "| model | objective | steps | final loss | final grad norm (before clipping) | L2 from start |"
+    return ["## Training runs", "", head, "|---|---|---:|---:|---:|---:|", *lines, ""]
+
+
 def write_report(cfg: RunConfig, runs: list[dict]) -> Path:
     root = Path(cfg.run_dir)
     n = cfg.eval.n_samples
@@ -192,6 +216,7 @@ def write_report(cfg: RunConfig, runs: list[dict]) -> Path:
     out += _prm_section(root)
     if plot_training(rows, root / "training_curves.png"):
         out += ["## Training curves", "", "![training curves](training_curves.png)", ""]
+    out += training_runs_section(rows)
     out += ["## Wall time per step (seconds)", "", "| step | seconds |", "|---|---:|"]
     out += [f"| {k} | {v:.1f} |" for k, v in first["timings"].items()]
     out.append(f"| **total** | {sum(first['timings'].values()):.1f} |")

@@ -30,10 +30,12 @@ from sppd.runtime import resolve_device, resolve_dtype
 from sppd.settings import RunConfig, TrainConfig
 from sppd.stages import common
 from sppd.stages.fingerprint import Fingerprint, reuse, select
+from sppd.train.drift import saved_l2_distance
 from sppd.train.loop import (
     CHECKPOINTS,
     LoopInputs,
     build_optimizer,
+    deepspeed_settings,
     latest_checkpoint,
     prepare_for_training,
     train_loop,
@@ -101,10 +103,7 @@ def make_accelerator(cfg: RunConfig, out: Path):
         )
     plugin = getattr(acc.state, "deepspeed_plugin", None)
     if plugin is not None:
-        # No dataloader goes through accelerate.prepare, so DeepSpeed learns the micro-batch here.
-        plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = cfg.train.batch_size
-        if cfg.train.max_grad_norm > 0:
-            plugin.deepspeed_config["gradient_clipping"] = cfg.train.max_grad_norm
+        plugin.deepspeed_config.update(deepspeed_settings(cfg.train))
     return acc
 
 
@@ -235,6 +234,8 @@ def _finish(acc, model, tokenizer, paths: TrainPaths, summary: dict, fp: Fingerp
     (with Adam states they are ~3x the model's size)."""
     save_final_model(acc, model, tokenizer, paths.out.path, _declared_dtype(paths.init))
     if acc.is_main_process:
+        if summary.get("l2_from_start") is None:  # ZeRO-3 shards: measure the saved (gathered) model
+            summary["l2_from_start"] = saved_l2_distance(paths.out.path, paths.init)
         atomic_write_json(paths.out.path / "train_summary.json", summary)
         paths.out.write_manifest(
             "train",
@@ -291,7 +292,8 @@ def main(cfg: RunConfig, stop_after: int | None = None) -> dict:
     if t.trackers:
         acc.init_trackers("sppd-train", config=_tracker_config(t))
     summary = train_loop(
-        LoopInputs(acc, model, optimizer, spec, examples, ref, t, paths.out.path, pad_id), stop_after=stop_after
+        LoopInputs(acc, model, optimizer, spec, examples, ref, t, paths.out.path, pad_id, paths.init),
+        stop_after=stop_after,
     )
     summary.update(
         tokenize=report.summary(),
@@ -317,6 +319,8 @@ def format_summary(summary: dict) -> str:
         "examples",
         "global_batch",
         "final_loss",
+        "final_grad_norm",
+        "l2_from_start",
         "tokens",
         "tokens_per_s",
         "train_seconds",

@@ -10,8 +10,10 @@ What it guarantees, and how:
 * **Resume = uninterrupted.** Checkpoints hold the model, optimizer and RNG states
   (``accelerator.save_state``) plus the step number, which is the whole data position and the
   whole learning-rate schedule (:mod:`sppd.train.schedule`).
-* **Logging.** ``metrics.jsonl`` (one line per ``log_every`` steps: loss, lr, grad_norm,
-  tokens/s, rewards for preference objectives), the configured accelerate trackers and a tqdm bar.
+* **Logging.** ``metrics.jsonl`` (one line per ``log_every`` steps: loss, lr, grad_norm before
+  clipping, tokens/s; for preference objectives the rewards and the mean change of the chosen and
+  rejected log-probs against the reference; ``l2_from_start`` every ``l2_every`` steps and at the
+  last, see :mod:`sppd.train.drift`), the configured accelerate trackers and a tqdm bar.
 
 The model, optimizer and reference log-probs arrive ready (see :mod:`sppd.stages.train`); the
 loop only runs steps. The optimizer step itself (schedule, forward/backward per micro-batch,
@@ -35,6 +37,7 @@ import torch
 from sppd.io import atomic_write_json
 from sppd.runtime import derive_seed, progress
 from sppd.settings import TrainConfig
+from sppd.train.drift import l2_distance
 from sppd.train.objectives import ObjectiveSpec
 from sppd.train.ref_cache import RefLogps
 from sppd.train.schedule import lr_at
@@ -114,6 +117,23 @@ def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opt
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
+def deepspeed_settings(cfg: TrainConfig) -> dict:
+    """The DeepSpeed config keys the train stage sets on accelerate's DeepSpeed plugin.
+
+    * ``train_micro_batch_size_per_gpu``: no dataloader goes through ``accelerate.prepare``.
+    * ``gradient_clipping`` always, 0 included: left unset ("auto"), accelerate fills 1.0 and
+      DeepSpeed's own default is 1.0 too, so ``max_grad_norm: 0`` would still clip under ZeRO.
+    * ``zero_allow_untested_optimizer``: DeepSpeed refuses torch's SGD (paper: DPO and step-DPO)
+      under ZeRO without it. accelerate >= 1.0 sets it when handed a torch optimizer; set here so
+      the config says so whatever accelerate does.
+    """
+    return {
+        "train_micro_batch_size_per_gpu": cfg.batch_size,
+        "gradient_clipping": max(cfg.max_grad_norm, 0.0),
+        "zero_allow_untested_optimizer": True,
+    }
+
+
 def prepare_for_training(model: torch.nn.Module, cfg: TrainConfig) -> torch.nn.Module:
     """Dropout off (so the policy at step 0 equals the reference), no KV cache, optional
     gradient checkpointing."""
@@ -175,7 +195,8 @@ def _trim_metrics(path: Path, last_step: int) -> None:
 @dataclass
 class LoopInputs:
     """What :func:`train_loop` runs on. ``model`` and ``optimizer`` are already prepared by the
-    accelerator; ``ref`` holds the cached reference log-probs of ``examples`` (or None)."""
+    accelerator; ``ref`` holds the cached reference log-probs of ``examples`` (or None);
+    ``start``: the init model folder ``l2_from_start`` is measured from (None: not measured)."""
 
     accelerator: object
     model: torch.nn.Module
@@ -186,6 +207,7 @@ class LoopInputs:
     cfg: TrainConfig
     out_dir: Path
     pad_id: int
+    start: Path | None = None
 
 
 def _loss_fn(inp: LoopInputs):
@@ -195,11 +217,14 @@ def _loss_fn(inp: LoopInputs):
 
     def loss(micro: list[int]) -> tuple[torch.Tensor, dict]:
         batch = inp.spec.collate([inp.examples[i] for i in micro], inp.pad_id, cfg.prefix_sharing)
+        ref_metrics = {}
         if inp.ref is not None:
-            batch = batch.with_ref(*inp.ref.take(micro))
+            ref_chosen, ref_rejected = inp.ref.take(micro)
+            batch = batch.with_ref(ref_chosen, ref_rejected)
+            ref_metrics = {"ref_logps/chosen": ref_chosen.sum(), "ref_logps/rejected": ref_rejected.sum()}
         batch = batch.to(inp.accelerator.device)
         out = inp.spec.loss(inp.model, batch, cfg)
-        metrics = {"loss_sum": out.loss_sum, **out.metric_sums, "examples": float(len(micro))}
+        metrics = {"loss_sum": out.loss_sum, **out.metric_sums, **ref_metrics, "examples": float(len(micro))}
         return out.loss_sum, {**metrics, "tokens": float(batch.n_tokens)}
 
     return loss
@@ -236,9 +261,25 @@ def _step_record(
         "examples": int(totals["examples"]),
     }
     for name, value in totals.items():
-        if name not in ("loss_sum", "tokens", "examples"):
+        if name not in ("loss_sum", "tokens", "examples") and not name.startswith("ref_logps/"):
             record[name] = value / totals["examples"]  # per-example means
+    for side in ("chosen", "rejected"):  # mean log-prob change against the reference (= rewards / beta)
+        if f"ref_logps/{side}" in totals and f"logps/{side}" in totals:
+            change = totals[f"logps/{side}"] - totals[f"ref_logps/{side}"]
+            record[f"logps/{side}_change"] = change / totals["examples"]
     return record
+
+
+def l2_from_start(inp: LoopInputs) -> float | None:
+    """L2 distance of the model's parameters from ``inp.start``'s; None when not measured here.
+
+    Under ZeRO-3 each rank holds shards only: the train stage measures the saved model instead."""
+    if inp.start is None:
+        return None
+    params = list(inp.accelerator.unwrap_model(inp.model).named_parameters())
+    if any(hasattr(p, "ds_id") for _, p in params):
+        return None
+    return l2_distance(params, inp.start)
 
 
 class _MetricsLog:
@@ -258,7 +299,7 @@ class _MetricsLog:
     def record(self, row: dict) -> None:
         self.tokens_since_log += row["tokens"]
         self.tokens_total += row["tokens"]
-        if row["step"] % max(self.cfg.log_every, 1) == 0 or row["step"] == self.total:
+        if self.logs(row["step"]):
             now = time.perf_counter()
             row.update(tokens_per_s=self.tokens_since_log / max(now - self.t_log, 1e-9), elapsed_s=now - self.t_start)
             self.tokens_since_log, self.t_log = 0, now
@@ -269,6 +310,10 @@ class _MetricsLog:
                 self.acc.log({k: v for k, v in row.items() if k != "step"}, step=row["step"])
         if self.bar is not None:  # run_steps advances it
             self.bar.set_postfix(loss=f"{row['loss']:.4f}", tok_s=f"{row.get('tokens_per_s', 0):.0f}")
+
+    def logs(self, step: int) -> bool:
+        """Whether step ``step`` (1-based) gets a metrics line."""
+        return step % max(self.cfg.log_every, 1) == 0 or step == self.total
 
     def close(self) -> float:
         if self.bar is not None:
@@ -298,8 +343,11 @@ def train_loop(inp: LoopInputs, stop_after: int | None = None) -> dict:
         last = _step_record(result.step, plan, _reduce(acc, result.sums), result.weight, result.lr, result.grad_norm)
         if not math.isfinite(last["loss"]):
             raise FloatingPointError(f"training loss is {last['loss']} at step {result.step + 1}")
-        log.record(last)
         done = result.step + 1
+        due = done == plan.total_steps or (cfg.l2_every > 0 and done % cfg.l2_every == 0)
+        if acc.is_main_process and due and log.logs(done):
+            last["l2_from_start"] = l2_from_start(inp)
+        log.record(last)
         if cfg.save_every > 0 and done % cfg.save_every == 0 and done < plan.total_steps:
             save_checkpoint(acc, inp.out_dir, done, tokens_before + log.tokens_total)
         return stop_after is not None and done >= stop_after
@@ -329,6 +377,8 @@ def train_loop(inp: LoopInputs, stop_after: int | None = None) -> dict:
         "steps_per_epoch": plan.steps_per_epoch,
         "tail_skipped_per_epoch": plan.tail_skipped,
         "final_loss": last.get("loss"),
+        "final_grad_norm": last.get("grad_norm"),  # before clipping
+        "l2_from_start": last.get("l2_from_start"),
         "train_seconds": round(seconds, 3),
         "tokens": tokens_before + log.tokens_total,
         "tokens_this_run": log.tokens_total,
