@@ -106,7 +106,8 @@ def _launch_two(overrides: list[str]) -> None:
     command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(accelerate_config)]
     command += ["--num_processes", "2", "-m", "sppd", "pipeline", "-c", "qwen2.5-7b-base", *overrides]
     proc = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    errors = [line for line in proc.stderr.splitlines() if "Error" in line]  # each rank's, not only the last
+    assert proc.returncode == 0, "\n".join(errors[-10:]) + "\n" + proc.stderr[-3000:]
 
 
 def _records(folder: Path) -> list[dict]:
