@@ -19,6 +19,7 @@ from sppd.report_rows import ReportRow, RowKind, load_rows
 from sppd.settings import RunConfig
 from sppd.types import MarginMode
 
+REPORT_FILE = "report.md"  # under the run folder
 # Table 1 shows the method's chain in this order, then controls; the kinds that trained a model of their own
 CHAIN_KINDS = [RowKind.BASE, RowKind.SFT, RowKind.DPO, RowKind.SPPD, RowKind.STAGE, RowKind.CONTROL]
 TRAINED_KINDS = {RowKind.SFT, RowKind.DPO, RowKind.SPPD, RowKind.STAGE, RowKind.CONTROL}
@@ -220,7 +221,7 @@ def write_report(cfg: RunConfig, runs: list[dict]) -> Path:
     out += ["## Wall time per step (seconds)", "", "| step | seconds |", "|---|---:|"]
     out += [f"| {k} | {v:.1f} |" for k, v in first["timings"].items()]
     out.append(f"| **total** | {sum(first['timings'].values()):.1f} |")
-    path = root / "report.md"
+    path = root / REPORT_FILE
     atomic_write_text(path, "\n".join(out) + "\n")
     return path
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -65,6 +66,13 @@ def barrier() -> None:
         from accelerate import PartialState
 
         PartialState(cpu=not torch.cuda.is_available()).wait_for_everyone()
+
+
+def on_rank0(fn: Callable[[], object]) -> None:
+    """Run ``fn`` on rank 0 alone (cheap shared work: a cache, a small file); every process waits for it."""
+    if rank_and_world()[0] == 0:
+        fn()
+    barrier()
 
 
 def progress(total: int | None, desc: str, unit: str = "it", initial: int = 0):

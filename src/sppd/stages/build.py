@@ -41,19 +41,19 @@ def main(cfg: RunConfig, trees_dir: str = "", out_dir: str = "") -> dict:
     ``trees_dir``/``out_dir`` override ``build.trees``/``build.out``. Under ``accelerate launch``
     only rank 0 builds (it is fast); the other ranks wait for it and return ``{}``.
     """
-    rank, _ = runtime.rank_and_world()
-    summary = _build(cfg, trees_dir, out_dir) if rank == 0 else {}
-    runtime.barrier()
-    return summary
-
-
-def _build(cfg: RunConfig, trees_dir: str, out_dir: str) -> dict:
     trees = common.stage_dir(cfg, "scored", trees_dir or cfg.build.trees)
-    if not trees.is_complete():
+    if not trees.is_complete():  # on every rank: none is left waiting at the barrier for a failed rank 0
         raise _config.ConfigError(
             f"config key 'build.trees': {trees.path} is not a complete scored-trees folder (no manifest); "
             "score the trees first"
         )
+    rank, _ = runtime.rank_and_world()
+    summary = _build(cfg, trees, out_dir) if rank == 0 else {}
+    runtime.barrier()
+    return summary
+
+
+def _build(cfg: RunConfig, trees: StageDir, out_dir: str) -> dict:
     root = Path(out_dir or cfg.build.out or Path(cfg.run_dir) / "data")
     outs = {name: StageDir(root / name) for name in OUTPUTS}
     fps = {name: fingerprint(cfg, trees, name) for name in OUTPUTS}

@@ -2,7 +2,8 @@
 
 Per benchmark, problems are cut into fixed chunks; each chunk is generated, graded and
 PRM-scored, then written as one shard (``records-<bench>-<n>.jsonl``), so a killed evaluation
-resumes at the first missing chunk. When every shard exists the stage writes
+resumes at the first missing chunk. Under ``accelerate launch`` each process takes every
+WORLD_SIZE-th shard (its records note the ``rank``). When every shard exists rank 0 writes
 ``metrics.json`` and ``metrics.md`` (accuracy with 95% bootstrap intervals).
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from sppd import runtime
@@ -69,10 +71,16 @@ def bench_judge(cfg: RunConfig, name: str):
     return task.outcome_judge(timeout_s=cfg.eval.grade_timeout_s, workers=cfg.eval.grade_workers)
 
 
+def eval_prm_name(cfg: RunConfig) -> str | None:
+    """The registry name of the PRM behind the ORM methods, or None when there is none to use."""
+    name = cfg.eval.prm or cfg.score.scorer
+    return None if name in (NO_PRM, "mc") else name  # MC values exist only inside sampled trees
+
+
 def load_eval_prm(cfg: RunConfig):
     """The PRM behind the ORM methods, or None when none is configured or usable outside trees."""
-    name = cfg.eval.prm or cfg.score.scorer
-    if name in (NO_PRM, "mc"):  # MC values exist only inside sampled trees
+    name = eval_prm_name(cfg)
+    if name is None:
         return None
     from sppd.prm.base import build_prm
 
@@ -103,33 +111,116 @@ def fingerprint(cfg: RunConfig, model_path: str | None = None) -> Fingerprint:
 
 
 def main(cfg: RunConfig, model_path: str | None = None, out_dir: str = "") -> dict:
+    """Evaluate; returns the metrics (the same dict on every process of a launch).
+
+    Under ``accelerate launch`` each process generates, grades and scores every WORLD_SIZE-th
+    shard of each benchmark; after a barrier rank 0 alone reads all shards and writes the metrics,
+    and the other ranks read them back after a second barrier.
+    """
     set_threads(cfg.threads)
     out = common.stage_dir(cfg, "eval", out_dir or cfg.eval.out)
-    if reuse(out, fingerprint(cfg, model_path), out.is_complete(), has_work=bool(out.shards())):
+    fp = fingerprint(cfg, model_path)
+    if reuse(out, fp, out.is_complete(), has_work=bool(out.shards())):
         metrics = json.loads((out.path / "metrics.json").read_text())
         print(f"eval: {out.path} is complete; nothing to do.\n" + (out.path / "metrics.md").read_text())
         return metrics
-    out.lock()
-    common.save_stage_config(out, cfg)
+    rank, world = runtime.rank_and_world()
+    out.lock()  # rank 0 holds the folder's lock
+    if rank == 0:
+        common.save_stage_config(out, cfg)
     path = model_path or cfg.eval.model or common.policy_path(cfg)
+    plans = {name: _plan(cfg, name) for name in cfg.eval.benchmarks}
+    todo = {
+        name: [i for i in range(len(p.chunks)) if i % world == rank and not out.has_shard(p.tag, i)]
+        for name, p in plans.items()
+    }
+    if any(todo.values()):  # a process with nothing left to do loads no model
+        _generate(cfg, out, path, plans, todo, rank)
+    runtime.barrier()
+    if rank == 0:
+        _write_metrics(cfg, out, str(path), plans, fp, world)
+    runtime.barrier()
+    return json.loads((out.path / "metrics.json").read_text())  # as a rerun would return it
+
+
+@dataclass
+class _BenchPlan:
+    """One benchmark's problems cut into shards; the unwinnable ones are left out."""
+
+    tag: str
+    chunks: list[list[Problem]]
+    n_unwinnable: int
+
+
+def _plan(cfg: RunConfig, name: str) -> _BenchPlan:
+    problems, unwinnable = split_unwinnable(bench_problems(cfg, name))
+    common.require_some(len(problems), f"eval: benchmark {name!r} (eval.benchmarks) has no problems to evaluate")
+    common.check_problem_lengths(problems, cfg.problems.max_question_chars, f"eval benchmark {name!r}")
+    if unwinnable and runtime.rank_and_world()[0] == 0:
+        reasons = ", ".join(sorted({p.meta["unwinnable"] for p in unwinnable}))
+        print(f"eval {name}: {len(unwinnable)} unwinnable problem(s) excluded ({reasons})")
+    per = cfg.eval.problems_per_shard
+    return _BenchPlan(
+        bench_tags(cfg.eval.benchmarks)[name],
+        [problems[i : i + per] for i in range(0, len(problems), per)],
+        len(unwinnable),
+    )
+
+
+def _generate(cfg: RunConfig, out: StageDir, path, plans: dict, todo: dict, rank: int) -> None:
+    """Generate, grade and score this process's unfinished shards (``todo``: benchmark -> indices)."""
     engine, tokenizer = load_engine(cfg, path, cfg.eval.batch_size)
     prm = load_eval_prm(cfg)
-    delimiter = cfg.step.delimiter_text()
-    metrics = {}
-    for name in cfg.eval.benchmarks:
-        task = benchmark_task(cfg, name)[0]
+    for name, plan in plans.items():
+        if not todo[name]:
+            continue
         judge = bench_judge(cfg, name)
         try:
-            records, n_unwinnable = _run_benchmark(cfg, name, out, engine, tokenizer, judge, prm, delimiter)
+            _run_shards(cfg, name, plan, todo[name], out, engine, tokenizer, judge, prm, rank)
         finally:
             getattr(judge, "close", lambda: None)()
-        metrics[name] = summarize(
-            records, cfg.eval.sample_score, prm is not None, cfg.eval.bootstrap, cfg.seed, task.equivalent
+
+
+def _run_shards(cfg, name, plan: _BenchPlan, indices, out: StageDir, engine, tokenizer, judge, prm, rank) -> None:
+    """Write shards ``indices`` of one benchmark; each record notes the ``rank`` that made it."""
+    e, delimiter = cfg.eval, cfg.step.delimiter_text()
+    sample_params = GenerationParams(max_new_tokens=e.max_new_tokens, temperature=e.temperature, top_p=e.top_p)
+    greedy_params = GenerationParams(max_new_tokens=e.max_new_tokens, greedy=True)
+    bar = runtime.progress(sum(len(plan.chunks[i]) for i in indices), f"eval {name}", "problem")
+    for i in indices:
+        chunk = plan.chunks[i]
+        prompts = [build_prompt_ids(tokenizer, p.question, cfg.prompt) for p in chunk]
+        records = generate_records(
+            engine,
+            chunk,
+            prompts,
+            e.n_samples,
+            sample_params,
+            greedy_params,
+            seed=runtime.derive_seed(cfg.seed, "eval", plan.tag, i),
         )
-        metrics[name]["n_unwinnable_excluded"] = n_unwinnable
+        grade_records(records, judge)
+        if prm is not None:
+            score_records(records, prm, delimiter)
+        out.write_shard(plan.tag, i, ({"schema": 1, "kind": "eval", "rank": rank, **r} for r in records))
+        bar.update(len(chunk))
+    bar.close()
+
+
+def _write_metrics(cfg: RunConfig, out: StageDir, path: str, plans: dict, fp: Fingerprint, world: int) -> None:
+    """Metrics over every shard (rank 0, once all are written): metrics.json, metrics.md, manifest."""
+    prm = eval_prm_name(cfg)
+    metrics = {}
+    for name, plan in plans.items():
+        records = [obj for i in range(len(plan.chunks)) for _, obj in _read_shard(out, plan.tag, i)]
+        equivalent = benchmark_task(cfg, name)[0].equivalent
+        metrics[name] = summarize(
+            records, cfg.eval.sample_score, prm is not None, cfg.eval.bootstrap, cfg.seed, equivalent
+        )
+        metrics[name]["n_unwinnable_excluded"] = plan.n_unwinnable
     metrics["_meta"] = {
-        "model": str(path),
-        "prm": getattr(prm, "name", None),
+        "model": path,
+        "prm": prm,
         "n_samples": cfg.eval.n_samples,
         "temperature": cfg.eval.temperature,
         "sample_score": str(cfg.eval.sample_score),
@@ -140,48 +231,11 @@ def main(cfg: RunConfig, model_path: str | None = None, out_dir: str = "") -> di
     out.write_manifest(
         "eval",
         counts={k: v["n_problems"] for k, v in metrics.items() if k != "_meta"},
-        inputs={"model": str(path), "benchmarks": cfg.eval.benchmarks},
-        **fingerprint(cfg, model_path).manifest_fields(),
+        inputs={"model": path, "benchmarks": cfg.eval.benchmarks},
+        processes=world,
+        **fp.manifest_fields(),
     )
     print(f"eval: wrote {out.path}\n{table}")
-    return metrics
-
-
-def _run_benchmark(cfg, name, out: StageDir, engine, tokenizer, judge, prm, delimiter) -> tuple[list[dict], int]:
-    """The graded records of one benchmark, and how many unwinnable problems were left out."""
-    problems, unwinnable = split_unwinnable(bench_problems(cfg, name))
-    common.require_some(len(problems), f"eval: benchmark {name!r} (eval.benchmarks) has no problems to evaluate")
-    common.check_problem_lengths(problems, cfg.problems.max_question_chars, f"eval benchmark {name!r}")
-    if unwinnable:
-        reasons = ", ".join(sorted({p.meta["unwinnable"] for p in unwinnable}))
-        print(f"eval {name}: {len(unwinnable)} unwinnable problem(s) excluded ({reasons})")
-    tag, per = bench_tags(cfg.eval.benchmarks)[name], cfg.eval.problems_per_shard
-    chunks = [problems[i : i + per] for i in range(0, len(problems), per)]
-    e = cfg.eval
-    sample_params = GenerationParams(max_new_tokens=e.max_new_tokens, temperature=e.temperature, top_p=e.top_p)
-    greedy_params = GenerationParams(max_new_tokens=e.max_new_tokens, greedy=True)
-    done = sum(len(c) for i, c in enumerate(chunks) if out.has_shard(tag, i))
-    bar = runtime.progress(len(problems), f"eval {name}", "problem", initial=done)
-    for i, chunk in enumerate(chunks):
-        if out.has_shard(tag, i):
-            continue
-        prompts = [build_prompt_ids(tokenizer, p.question, cfg.prompt) for p in chunk]
-        records = generate_records(
-            engine,
-            chunk,
-            prompts,
-            e.n_samples,
-            sample_params,
-            greedy_params,
-            seed=runtime.derive_seed(cfg.seed, "eval", tag, i),
-        )
-        grade_records(records, judge)
-        if prm is not None:
-            score_records(records, prm, delimiter)
-        out.write_shard(tag, i, ({"schema": 1, "kind": "eval", **r} for r in records))
-        bar.update(len(chunk))
-    bar.close()
-    return [obj for i in range(len(chunks)) for _, obj in _read_shard(out, tag, i)], len(unwinnable)
 
 
 def split_unwinnable(problems: list[Problem]) -> tuple[list[Problem], list[Problem]]:

@@ -27,7 +27,10 @@ from sppd.types import NO_PRM, MarginMode, Objective, Stage2Init
 
 
 class Timer:
-    """Wall time per pipeline step, kept in ``timings.json`` (skipped steps cost ~0 s)."""
+    """Wall time per pipeline step, kept in ``timings.json`` (skipped steps cost ~0 s).
+
+    Every process times its steps; under ``accelerate launch`` only rank 0 writes the file.
+    """
 
     def __init__(self, path: Path):
         self.path = path
@@ -39,7 +42,8 @@ class Timer:
         spent = time.perf_counter() - start
         if spent > 1.0 or name not in self.times:  # keep the real time of a step a rerun skipped
             self.times[name] = round(spent, 1)
-        atomic_write_json(self.path, self.times)
+        if runtime.rank_and_world()[0] == 0:
+            atomic_write_json(self.path, self.times)
         return result
 
 
@@ -68,6 +72,11 @@ class Pipeline:
         self.stage2_from = "+SPPD"  # the Stage-1 row Stage 2 resamples with (stage2_start)
 
     # -- stage wrappers ------------------------------------------------------------------
+    def base_model(self) -> str:
+        """The policy; a toy base model is pretrained by rank 0 alone, the others then find it cached."""
+        runtime.on_rank0(lambda: common.policy_path(self.cfg))
+        return str(common.policy_path(self.cfg))
+
     def sample(self, stage: str, model: str) -> Path:
         from sppd.stages import sample
 
@@ -161,7 +170,7 @@ class Pipeline:
         from sppd.stages import prm_report, prm_train
 
         p = self.cfg.pipeline
-        base = str(self.timer.run("toy/pretrain", lambda: common.policy_path(self.cfg)))
+        base = self.timer.run("toy/pretrain", self.base_model)
         trees = self.sample("stage1", base)
         if self.task.synthetic and p.train_prm:  # the toy PRM learns from the world's labels
             cfg = dataclasses.replace(
@@ -240,8 +249,7 @@ class Pipeline:
             self.skipped.append("control: self-training processed no tokens, so there is no compute to match")
             return
         data = self.root / "control" / "data"
-        if not StageDir(data).is_complete():
-            write_corpus_records(self.cfg, data, tokens)
+        runtime.on_rank0(lambda: StageDir(data).is_complete() or write_corpus_records(self.cfg, data, tokens))
         toy = self.cfg.toy
         tcfg = dataclasses.replace(
             self.cfg.pipeline.sft, objective=Objective.SFT, lr=toy.lr * toy.min_lr_ratio, epochs=1
@@ -250,7 +258,8 @@ class Pipeline:
         self.evaluate("Control: base + continued pretraining", RowKind.CONTROL, model, "Base")
 
     def summary(self) -> dict:
-        save_rows(self.root, self.rows)
+        if runtime.rank_and_world()[0] == 0:  # the report reads it after main's barrier
+            save_rows(self.root, self.rows)
         return {
             "run_dir": str(self.root),  # its rows.json says what each row of ``evals`` is
             "evals": self.evals,
@@ -323,7 +332,7 @@ def write_corpus_records(cfg: RunConfig, folder: Path, tokens: int) -> None:
 
 def main(cfg: RunConfig) -> dict:
     """Run the pipeline (``pipeline.seeds`` times) and write ``report.md``; returns the summaries."""
-    from sppd.reporting import write_report
+    from sppd.reporting import REPORT_FILE, write_report
 
     seeds = max(1, cfg.pipeline.seeds)
     runs = []
@@ -334,6 +343,7 @@ def main(cfg: RunConfig) -> dict:
             else dataclasses.replace(cfg, seed=cfg.seed + k, run_dir=str(Path(cfg.run_dir) / f"seed-{k}"))
         )
         runs.append(Pipeline(run_cfg).run())
-    report = write_report(cfg, runs)
-    print(f"\nreport: {report}")
-    return {"runs": runs, "report": str(report)}
+    if runtime.rank_and_world()[0] == 0:
+        print(f"\nreport: {write_report(cfg, runs)}")
+    runtime.barrier()  # no process returns before the report exists
+    return {"runs": runs, "report": str(Path(cfg.run_dir) / REPORT_FILE)}

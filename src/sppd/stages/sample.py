@@ -96,6 +96,7 @@ def main(cfg: RunConfig, model_path: str | None = None, out_dir: str = "") -> di
             inputs={"model": str(path), "problems": cfg.problems.source, "n_problems": len(problems)},
             **fp.manifest_fields(),
         )
+    runtime.barrier()  # no rank returns before the manifest exists (the next stage checks it)
     print(format_summary(summary, out.path))
     return summary
 

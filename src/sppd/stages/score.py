@@ -219,6 +219,7 @@ def main(cfg: RunConfig, out_dir: str = "") -> dict:
             },
             **fp.manifest_fields(),
         )
+    runtime.barrier()  # no rank returns before the manifest exists (the next stage checks it)
     print(format_summary(summary, out.path))
     return summary
 
