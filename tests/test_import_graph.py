@@ -31,7 +31,7 @@ SRC = Path(sppd.__file__).resolve().parent
 # ``sppd.toy.config`` (the toy settings the schema holds) sits below the rest of ``sppd.toy``.
 LAYERS: dict[str, tuple[str, ...]] = {
     "base": ("sppd", "sppd.types", "sppd.records", "sppd.io", "sppd.runtime", "sppd.config", "sppd.digest"),
-    "schema": ("sppd.settings", "sppd.toy.config", "sppd.prm.registry"),
+    "schema": ("sppd.settings", "sppd.layout", "sppd.toy.config", "sppd.prm.registry"),
     "component": (
         "sppd.sampling",
         "sppd.prm",

@@ -63,6 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
         _add_stage_args(stage)
         if name in ("pipeline", "demo"):
             stage.add_argument("--seeds", type=int, default=None, help="repeat with N seeds (= pipeline.seeds=N)")
+        if name == "pipeline":
+            stage.add_argument(
+                "--dry-run",
+                action="store_true",
+                help="print every stage in order (its command, problems, input and output folders) and exit; "
+                "runs nothing, loads no model",
+            )
     for group, (group_help, actions) in GROUPS.items():
         group_sub = sub.add_parser(group, help=group_help).add_subparsers(dest="action", required=True)
         for name, (_, help_text) in actions.items():
@@ -94,17 +101,36 @@ def main(argv: list[str] | None = None) -> int:
     module = GROUPS[args.command][1][args.action][0] if args.command in GROUPS else STAGES[args.command][0]
     from sppd.stages import common
 
+    if getattr(args, "dry_run", False):
+        return _dry_run(cfg)
+    from sppd.stages.launch import StageFailed
+
     previous = common.set_rerun_stale(args.rerun_stale or common.rerun_stale())
     try:
         importlib.import_module(module).main(cfg)
     except ConfigError as exc:
         print(f"sppd: config error: {exc}", file=sys.stderr)
         return 2
+    except StageFailed as exc:  # a launched stage's own output (and its log) says why
+        print(f"sppd: error: {exc}", file=sys.stderr)
+        return 1
     except (FileNotFoundError, *_data_errors()) as exc:  # bad input: the message names file/line/field
         print(f"sppd: error: {exc}", file=sys.stderr)
         return 2
     finally:
         common.set_rerun_stale(previous)
+    return 0
+
+
+def _dry_run(cfg) -> int:
+    """``sppd pipeline --dry-run``: the plan, nothing run."""
+    from sppd.stages.pipeline import dry_run
+
+    try:
+        print(dry_run(cfg))
+    except ConfigError as exc:
+        print(f"sppd: config error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

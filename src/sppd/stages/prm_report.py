@@ -9,25 +9,23 @@ values' step-level agreement with it (and, for comparison, the MC values' agreem
 
 from __future__ import annotations
 
-from pathlib import Path
-
+from sppd import layout
 from sppd.config import ConfigError
-from sppd.io import atomic_write_json, atomic_write_text, iter_trees
+from sppd.io import StageDir, atomic_write_json, atomic_write_text, iter_trees
 from sppd.prm.report import build_report, format_table5, plot_figure3, segment_distributions, trajectories
 from sppd.settings import RunConfig
-from sppd.stages import common
 
 
 def main(cfg: RunConfig, trees_dir: str = "", out_dir: str = "") -> dict:
     """Write the report files; returns ``report.json``'s content."""
-    src = common.stage_dir(cfg, "scored", trees_dir or cfg.score.out)
+    src = StageDir(layout.pick(trees_dir, layout.prm_report_trees(cfg)))
     if not src.shards():
         raise ConfigError(f"config key 'score.out': no scored shards in {src.path}; run `sppd score` first")
     trees = list(iter_trees(src))
     checkable = all(_has_step_checker(source) for source in {t.problem.source for t in trees})
     report = build_report(trees, toy=checkable)
     report["inputs"] = {"scored": str(src.path), "complete": src.is_complete()}
-    out = Path(out_dir or Path(cfg.run_dir) / "prm_report")
+    out = layout.pick(out_dir, layout.prm_report_out(cfg))
     scorer = ", ".join(report["scorers"])
     text = format_table5(report["table5"], scorer)
     if checkable:

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from sppd import config as _config
+from sppd import layout
 from sppd.data.tokenize import TokenizeSettings
 from sppd.io import StageDir, atomic_write_json
 from sppd.modeling import load_tokenizer, set_threads
@@ -56,10 +57,9 @@ class TrainPaths:
 def resolve_paths(cfg: RunConfig, spec: ObjectiveSpec) -> TrainPaths:
     """Data, init, reference and output folders, with the documented defaults."""
     t = cfg.train
-    data = Path(t.data) if t.data else Path(cfg.run_dir) / "data" / spec.data_subdir
     init = Path(t.init) if t.init else Path(common.policy_path(cfg))
     ref = Path(t.ref) if t.ref else init
-    return TrainPaths(data, init, ref, common.stage_dir(cfg, f"train-{spec.name}", t.out))
+    return TrainPaths(layout.train_data(cfg), init, ref, StageDir(layout.train_out(cfg)))
 
 
 def fingerprint(cfg: RunConfig, spec: ObjectiveSpec, paths: TrainPaths) -> Fingerprint:
