@@ -15,6 +15,7 @@ import statistics
 from pathlib import Path
 
 from sppd.io import atomic_write_text
+from sppd.layout import RunLayout
 from sppd.report_rows import ReportRow, RowKind, load_rows
 from sppd.settings import RunConfig
 from sppd.types import MarginMode
@@ -195,7 +196,7 @@ def write_report(cfg: RunConfig, runs: list[dict]) -> Path:
     out += ["## Wall time per step (seconds)", "", "| step | seconds |", "|---|---:|"]
     out += [f"| {k} | {v:.1f} |" for k, v in first["timings"].items()]
     out.append(f"| **total** | {sum(first['timings'].values()):.1f} |")
-    path = root / "report.md"
+    path = RunLayout.of(cfg).report()
     atomic_write_text(path, "\n".join(out) + "\n")
     return path
 
@@ -274,9 +275,9 @@ def _val_cell(runs: list[dict], row: str) -> str:
 
 
 def _prm_section(root: Path) -> list[str]:
-    rep = root / "prm_report"
+    rep = RunLayout(root).prm_report()
     if not rep.exists():
-        rep = root / "seed-0" / "prm_report"
+        rep = RunLayout(RunLayout(root).seed(0)).prm_report()
     if not (rep / "table5.md").exists():
         return []
     lines = [
