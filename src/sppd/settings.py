@@ -241,13 +241,11 @@ class PipelineConfig:
     # places its own weights (sample.engine=vllm: sample, eval, score rollouts) run as one python
     # process instead. `sppd pipeline --dry-run` prints every stage's command.
     launcher: Launcher = runtime(Launcher.INPROCESS)
-    accelerate_config: str = runtime(
-        ""
-    )  # YAML path or shipped name (ddp, zero2, zero3, cpu2); "" = accelerate's default
-    num_processes: int = runtime(0)  # accelerate --num_processes (0 = the accelerate config's)
-    launch: dict[str, StageLaunch] = runtime(
-        default_factory=dict
-    )  # per stage, e.g. {train: {accelerate_config: zero2}}
+    # The next three set the trainer's world (processes x train.batch_size x grad_accum is its global
+    # batch; ZeRO or DDP), so unlike the launcher they are not declared runtime.
+    accelerate_config: str = ""  # YAML path or shipped name (ddp, zero2, zero3, cpu2); "" = accelerate's default
+    num_processes: int = 0  # accelerate --num_processes (0 = the accelerate config's)
+    launch: dict[str, StageLaunch] = field(default_factory=dict)  # per stage, e.g. {train: {accelerate_config: zero2}}
 
     def __post_init__(self):
         unknown = sorted(set(self.launch) - set(LAUNCHED_STAGES))
