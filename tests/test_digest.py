@@ -56,6 +56,7 @@ NON_OUTPUT = {
     "eval.prm_path": "location",
     "eval.model": "location",
     "eval.grade_workers": "runtime",  # how fast answers are graded, never a verdict
+    "pipeline.launcher": "runtime",  # which process runs a stage (accelerate launch gives the same report)
     "eval.out": "location",
 }
 

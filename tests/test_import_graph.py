@@ -41,7 +41,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "sppd.errors",
         "sppd.locking",
     ),
-    "schema": ("sppd.settings", "sppd.toy.config", "sppd.prm.registry"),
+    "schema": ("sppd.settings", "sppd.layout", "sppd.toy.config", "sppd.prm.registry"),
     "component": (
         "sppd.sampling",
         "sppd.prm",

@@ -69,6 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
         _add_stage_args(stage)
         if name in ("pipeline", "demo"):
             stage.add_argument("--seeds", type=int, default=None, help="repeat with N seeds (= pipeline.seeds=N)")
+        if name == "pipeline":
+            stage.add_argument(
+                "--dry-run",
+                action="store_true",
+                help="print every stage in order (its command, problems, input and output folders) and exit; "
+                "runs nothing, loads no model",
+            )
     for group, (group_help, actions) in GROUPS.items():
         group_sub = sub.add_parser(group, help=group_help).add_subparsers(dest="action", required=True)
         for name, (_, help_text) in actions.items():
@@ -81,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _run(args)
     except SppdError as exc:  # bad input: the message names the file/line/field or the key
-        return _fail(args, "config error" if isinstance(exc, ConfigError) else "error", exc, 2)
+        kind = "config error" if isinstance(exc, ConfigError) else "error"
+        return _fail(args, kind, exc, getattr(exc, "exit_code", 2))
     except OSError as exc:  # the environment: a full disk, a missing or unreadable file
         return _fail(args, "error", exc, 2)
     finally:
@@ -120,11 +128,21 @@ def _run(args: argparse.Namespace) -> int:
     module = GROUPS[args.command][1][args.action][0] if args.command in GROUPS else STAGES[args.command][0]
     from sppd.stages import common
 
+    if getattr(args, "dry_run", False):
+        return _dry_run(cfg)
     previous = common.set_rerun_stale(args.rerun_stale or common.rerun_stale())
     try:
         importlib.import_module(module).main(cfg)
     finally:
         common.set_rerun_stale(previous)
+    return 0
+
+
+def _dry_run(cfg) -> int:
+    """``sppd pipeline --dry-run``: the plan, nothing run."""
+    from sppd.stages.pipeline import dry_run
+
+    print(dry_run(cfg))
     return 0
 
 

@@ -15,11 +15,11 @@ import statistics
 from pathlib import Path
 
 from sppd.io import atomic_write_text
+from sppd.layout import RunLayout
 from sppd.report_rows import ReportRow, RowKind, load_rows
 from sppd.settings import RunConfig
 from sppd.types import MarginMode
 
-REPORT_FILE = "report.md"  # under the run folder
 # Table 1 shows the method's chain in this order, then controls; the kinds that trained a model of their own
 CHAIN_KINDS = [RowKind.BASE, RowKind.SFT, RowKind.DPO, RowKind.SPPD, RowKind.STAGE, RowKind.CONTROL]
 TRAINED_KINDS = {RowKind.SFT, RowKind.DPO, RowKind.SPPD, RowKind.STAGE, RowKind.CONTROL}
@@ -221,7 +221,7 @@ def write_report(cfg: RunConfig, runs: list[dict]) -> Path:
     out += ["## Wall time per step (seconds)", "", "| step | seconds |", "|---|---:|"]
     out += [f"| {k} | {v:.1f} |" for k, v in first["timings"].items()]
     out.append(f"| **total** | {sum(first['timings'].values()):.1f} |")
-    path = root / REPORT_FILE
+    path = RunLayout.of(cfg).report()
     atomic_write_text(path, "\n".join(out) + "\n")
     return path
 
@@ -300,9 +300,9 @@ def _val_cell(runs: list[dict], row: str) -> str:
 
 
 def _prm_section(root: Path) -> list[str]:
-    rep = root / "prm_report"
+    rep = RunLayout(root).prm_report()
     if not rep.exists():
-        rep = root / "seed-0" / "prm_report"
+        rep = RunLayout(RunLayout(root).seed(0)).prm_report()
     if not (rep / "table5.md").exists():
         return []
     lines = [

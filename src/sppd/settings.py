@@ -21,6 +21,7 @@ from sppd.types import (
     NO_PRM,
     ChatTemplateMode,
     DType,
+    Launcher,
     MarginMode,
     MCJudge,
     MixedPrecision,
@@ -267,6 +268,19 @@ def _train(objective: Objective, optimizer: OptimizerName, lr: float) -> TrainCo
     return TrainConfig(objective=objective, optimizer=optimizer, lr=lr)
 
 
+# the stages the pipeline launches (keys of pipeline.launch); `sppd pipeline --dry-run` lists each call
+LAUNCHED_STAGES = ("sample", "score", "build", "train", "eval", "prm_train", "prm_report")
+
+
+@dataclass
+class StageLaunch:
+    """How one stage is launched, where it differs from the pipeline's ``launcher`` and accelerate settings."""
+
+    launcher: Launcher | None = None  # None: pipeline.launcher, with its rules (see PipelineConfig.launcher)
+    accelerate_config: str = ""  # "" = pipeline.accelerate_config (e.g. zero2 for the trainer, ddp elsewhere)
+    num_processes: int = 0  # accelerate --num_processes (0 = pipeline.num_processes)
+
+
 @dataclass
 class PipelineConfig:
     stages: int = 2  # self-training stages (Stage 2 resamples with the Stage-1 SPPD model)
@@ -283,6 +297,25 @@ class PipelineConfig:
     val_benchmark: str = ""  # held-out set for model selection, greedy only (toy: toy-val; "" = none)
     val_problems: int = 400  # problems of val_benchmark
     stage2_init: Stage2Init = Stage2Init.BEST_VAL  # the model Stage 2 resamples with
+    # How each stage runs. inprocess: in the pipeline's process (the toy default). python: each stage
+    # as one plain `python -m sppd <stage> -c <run_dir>/launch/<step>.yaml` process. accelerate: each
+    # stage under `accelerate launch`, so vLLM and a DeepSpeed trainer never share a process; there
+    # the stages with nothing to share out (build, prm_train, prm_report) and a stage whose engine
+    # places its own weights (sample.engine=vllm: sample, eval, score rollouts) run as one python
+    # process instead. `sppd pipeline --dry-run` prints every stage's command.
+    launcher: Launcher = runtime(Launcher.INPROCESS)
+    # The next three set the trainer's world (processes x train.batch_size x grad_accum is its global
+    # batch; ZeRO or DDP), so unlike the launcher they are not declared runtime.
+    accelerate_config: str = ""  # YAML path or shipped name (ddp, zero2, zero3, cpu2); "" = accelerate's default
+    num_processes: int = 0  # accelerate --num_processes (0 = the accelerate config's)
+    launch: dict[str, StageLaunch] = field(default_factory=dict)  # per stage, e.g. {train: {accelerate_config: zero2}}
+
+    def __post_init__(self):
+        unknown = sorted(set(self.launch) - set(LAUNCHED_STAGES))
+        if unknown:
+            raise ValueError(
+                f"pipeline.launch: unknown stage(s) {', '.join(unknown)}; stages: {', '.join(LAUNCHED_STAGES)}"
+            )
 
     CHECKS: ClassVar = {
         **{k: at_least(1) for k in ("stages", "seeds")},

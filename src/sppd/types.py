@@ -146,3 +146,11 @@ class Stage2Init(StrEnum):
 
     BEST_VAL = "best_val"  # the Stage-1 model with the best greedy accuracy on pipeline.val_benchmark
     SPPD = "sppd"  # the Stage-1 SPPD model (also the fallback when no val_benchmark is set)
+
+
+class Launcher(StrEnum):
+    """How the pipeline runs a stage (``pipeline.launcher``, per stage ``pipeline.stage_launcher``)."""
+
+    INPROCESS = "inprocess"  # call the stage in the pipeline's own process (the toy default: no start-up cost)
+    PYTHON = "python"  # one plain process: `python -m sppd <stage> -c <resolved.yaml>` (vLLM places its own GPUs)
+    ACCELERATE = "accelerate"  # `accelerate launch --config_file <pipeline.accelerate_config> -m sppd <stage> ...`

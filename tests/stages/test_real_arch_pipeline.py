@@ -90,6 +90,7 @@ def _overrides(run_dir: Path, policy: Path, prm: Path, batch_size: int) -> list[
         "eval.bootstrap=20",
         "eval.grade_workers=1",
         "pipeline.stages=1",
+        "pipeline.launcher=inprocess",  # the whole pipeline in this process (or under one accelerate launch)
         "pipeline.gammas=[]",
         "pipeline.margin_ablation=false",
         "pipeline.control=false",

@@ -19,6 +19,9 @@ _PRMS: dict[str, str] = {
     "mc": "sppd.prm.mc:build_mc_prm",
 }
 
+# PRMs read from a local HF folder (``score.prm_path``), which a run must therefore set.
+HF_ADAPTERS = ("skywork", "qwen25-math-prm", "math-shepherd", "rlhflow")
+
 # PRMs a run trains itself (``sppd prm train``, on a synthetic task's labels) into ``<run_dir>/prm``:
 # that folder is their default path, so the pipeline points scoring and evaluation at the PRM it trains.
 _TRAINED_IN_RUN: set[str] = {"toy"}

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from sppd import config as _config
-from sppd import runtime
+from sppd import layout, runtime
 from sppd.data.builders import build_dpo, build_sft, build_step_pairs
 from sppd.io import MANIFEST, StageDir, file_digest, iter_trees
 from sppd.records import RECORD_KINDS, PreferencePair, SFTExample, StepPair
@@ -31,7 +31,7 @@ from sppd.settings import RunConfig
 from sppd.stages import common
 from sppd.stages.fingerprint import Fingerprint
 
-OUTPUTS = ("sft", "dpo", "step_pairs")
+OUTPUTS = tuple(layout.DATA_SETS.values())  # ("sft", "dpo", "step_pairs")
 TREES_PER_SHARD = 256  # input trees per output shard: bounds memory, independent of input layout
 
 
@@ -41,7 +41,7 @@ def main(cfg: RunConfig, trees_dir: str = "", out_dir: str = "") -> dict:
     ``trees_dir``/``out_dir`` override ``build.trees``/``build.out``. Under ``accelerate launch``
     only rank 0 builds (it is fast); the other ranks wait for it and return ``{}``.
     """
-    trees = common.stage_dir(cfg, "scored", trees_dir or cfg.build.trees)
+    trees = StageDir(layout.pick(trees_dir, layout.build_trees(cfg)))
     if not trees.is_complete():  # on every rank: none is left waiting at the barrier for a failed rank 0
         raise _config.ConfigError(
             f"config key 'build.trees': {trees.path} is not a complete scored-trees folder (no manifest); "
@@ -54,7 +54,7 @@ def main(cfg: RunConfig, trees_dir: str = "", out_dir: str = "") -> dict:
 
 
 def _build(cfg: RunConfig, trees: StageDir, out_dir: str) -> dict:
-    root = Path(out_dir or cfg.build.out or Path(cfg.run_dir) / "data")
+    root = layout.pick(out_dir, layout.build_out(cfg))
     outs = {name: StageDir(root / name) for name in OUTPUTS}
     fps = {name: fingerprint(cfg, trees, name) for name in OUTPUTS}
     if all(o.is_complete() and o.read_manifest().get("fingerprint") == fps[name].digest for name, o in outs.items()):

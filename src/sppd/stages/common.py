@@ -1,4 +1,4 @@
-"""Small pieces every stage needs: its folder, its saved config, ``--rerun-stale``, the policy.
+"""Small pieces every stage needs: its saved config, ``--rerun-stale``, the policy (folders: ``sppd.layout``).
 
 Process-level helpers (rank, seeds, barriers, progress bars) live in ``sppd.runtime``. The
 refusals every stage shares live here too: nothing empty is written as "complete", and no
@@ -15,12 +15,6 @@ from sppd.errors import SppdError
 from sppd.io import StageDir
 from sppd.runtime import cache_root
 from sppd.settings import RunConfig
-
-
-def stage_dir(cfg: RunConfig, name: str, override: str = "") -> StageDir:
-    """``override`` if set, else ``<run_dir>/<name>``."""
-    return StageDir(Path(override) if override else Path(cfg.run_dir) / name)
-
 
 RERUN_STALE_ENV = "SPPD_RERUN_STALE"
 
@@ -50,9 +44,19 @@ def save_stage_config(out: StageDir, cfg: RunConfig) -> None:
 
 
 def policy_path(cfg: RunConfig) -> Path:
-    """The policy to use: ``model.path``, or the cached toy base model (trained if missing)."""
+    """The policy to use: ``model.path``, or the cached toy base model (trained if missing).
+
+    The toy base model stands in only for the toy world's problems: a real-model recipe leaves
+    ``model.path`` unset (so ``sppd show-config`` works) and a stage that needs it stops here."""
     if cfg.model.path:
         return Path(cfg.model.path)
+    from sppd.tasks import resolve
+
+    if not resolve(cfg.problems.source, cfg)[0].synthetic:
+        raise _config.ConfigError(
+            f"config key 'model.path': required (a local HF model folder); the toy base model only serves "
+            f"problems.source=toy, not {cfg.problems.source!r}"
+        )
     from sppd.toy.pretrain import cached_base_model
 
     return Path(cached_base_model(cfg.toy, cache_root()))

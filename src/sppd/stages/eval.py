@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from sppd import runtime
+from sppd import layout, runtime
 from sppd.eval.harness import generate_records, grade_records, score_records, summarize
 from sppd.eval.stats import markdown_table
 from sppd.io import StageDir, atomic_write_json, atomic_write_text
@@ -86,12 +86,12 @@ def load_eval_prm(cfg: RunConfig):
 
     if name == "oracle":
         return build_prm(name)
-    path = cfg.eval.prm_path or cfg.score.prm_path or str(Path(cfg.run_dir) / "prm")
-    if not Path(path).exists():
+    path = layout.eval_prm_path(cfg)
+    if not path.exists():
         raise FileNotFoundError(f"PRM folder for the ORM methods not found: {path} (config key 'eval.prm_path')")
     from sppd.stages.score import adapter_options
 
-    return build_prm(name, path=path, **adapter_options(cfg, name))
+    return build_prm(name, path=str(path), **adapter_options(cfg, name))
 
 
 def fingerprint(cfg: RunConfig, model_path: str | None = None) -> Fingerprint:
@@ -106,7 +106,7 @@ def fingerprint(cfg: RunConfig, model_path: str | None = None) -> Fingerprint:
     model = model_path or cfg.eval.model
     inputs = {"model": Path(model) if model else policy_id(cfg)}
     if prm not in (NO_PRM, "mc", "oracle"):
-        inputs["prm"] = Path(cfg.eval.prm_path or cfg.score.prm_path or Path(cfg.run_dir) / "prm")
+        inputs["prm"] = layout.eval_prm_path(cfg)
     return Fingerprint.of("eval", cfg, keys, inputs=inputs)
 
 
@@ -118,7 +118,7 @@ def main(cfg: RunConfig, model_path: str | None = None, out_dir: str = "") -> di
     and the other ranks read them back after a second barrier.
     """
     set_threads(cfg.threads)
-    out = common.stage_dir(cfg, "eval", out_dir or cfg.eval.out)
+    out = StageDir(layout.pick(out_dir, layout.eval_out(cfg)))
     fp = fingerprint(cfg, model_path)
     if reuse(out, fp, out.is_complete(), has_work=bool(out.shards())):
         metrics = json.loads((out.path / "metrics.json").read_text())

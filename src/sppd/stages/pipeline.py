@@ -7,6 +7,10 @@ every stage. Ablations from the same DPO-PRM model and data: fixed and no margin
 gamma sweep (Figure 2); on the toy world a control row continues pretraining for the same
 compute. Every stage writes its own folder and is skipped when complete, so a killed pipeline
 resumes where it stopped. ``report.md`` is written from the numbers of this run only.
+
+Each stage run is a ``launch.StageCall`` (step name, stage, fully resolved config) whose folders
+come from ``sppd.layout``; ``pipeline.launcher`` decides whether it runs in this process or as
+its own (``accelerate launch``) process(es). ``sppd pipeline --dry-run`` prints the plan.
 """
 
 from __future__ import annotations
@@ -18,12 +22,15 @@ import time
 from pathlib import Path
 
 from sppd import runtime
+from sppd.config import ConfigError
 from sppd.io import StageDir, atomic_write_json
+from sppd.layout import RunLayout
 from sppd.records import SFTExample, StepPair
 from sppd.report_rows import ReportRow, RowKind, save_rows
-from sppd.settings import RunConfig, TrainConfig
-from sppd.stages import common
-from sppd.types import NO_PRM, MarginMode, Objective, Stage2Init
+from sppd.settings import LAUNCHED_STAGES, RunConfig, TrainConfig
+from sppd.stages import common, launch
+from sppd.stages.launch import StageCall
+from sppd.types import NO_PRM, Launcher, MarginMode, Objective, Stage2Init
 
 
 class Timer:
@@ -50,12 +57,13 @@ class Timer:
 class Pipeline:
     """One seed's run of the method; ``rows`` types the evaluations the report shows."""
 
-    def __init__(self, cfg: RunConfig):
+    def __init__(self, cfg: RunConfig, dry_run: bool = False):
         from sppd.prm.registry import trained_in_run
 
-        self.root = Path(cfg.run_dir)
+        self.layout = RunLayout.of(cfg)
+        self.root = self.layout.root
         self.task = check_sources(cfg)  # before any work: a bad name or a test split stops the run here
-        self.prm_dir = str(self.root / "prm")  # a PRM the run trains (ORM methods; the scorer when it is one)
+        self.prm_dir = str(self.layout.prm())  # a PRM the run trains (ORM methods; the scorer when it is one)
         prm_path = self.prm_dir if trained_in_run(cfg.score.scorer) and not cfg.score.prm_path else cfg.score.prm_path
         eval_prm = cfg.eval.prm_path or (self.prm_dir if trained_in_run(cfg.eval.prm or cfg.score.scorer) else "")
         self.cfg = dataclasses.replace(
@@ -63,7 +71,8 @@ class Pipeline:
             score=dataclasses.replace(cfg.score, prm_path=prm_path),
             eval=dataclasses.replace(cfg.eval, prm_path=eval_prm),
         )
-        self.timer = Timer(self.root / "timings.json")
+        self.timer = Timer(self.layout.timings())
+        self.plan: list[StageCall] | None = [] if dry_run else None  # --dry-run: the calls, none run
         self.evals: dict[str, dict] = {}
         self.rows: list[ReportRow] = []  # in evaluation order; saved as rows.json for the report
         self.val: dict[str, float] = {}  # row -> greedy accuracy on pipeline.val_benchmark
@@ -72,33 +81,37 @@ class Pipeline:
         self.stage2_from = "+SPPD"  # the Stage-1 row Stage 2 resamples with (stage2_start)
 
     # -- stage wrappers ------------------------------------------------------------------
-    def base_model(self) -> str:
-        """The policy; a toy base model is pretrained by rank 0 alone, the others then find it cached."""
-        runtime.on_rank0(lambda: common.policy_path(self.cfg))
-        return str(common.policy_path(self.cfg))
+    def launch(self, step: str, stage: str, cfg: RunConfig, when: str = "") -> Path:
+        """Run one stage (``--dry-run``: record it); returns its output folder."""
+        call = StageCall(step, stage, cfg, when)
+        if self.plan is not None:
+            self.plan.append(call)
+            return call.out
+        return self.timer.run(step, lambda: launch.run(call))
 
-    def sample(self, stage: str, model: str) -> Path:
-        from sppd.stages import sample
+    def sample(self, stage: str, model: str, when: str = "") -> Path:
+        c = self.cfg
+        out = self.layout.stage_trees(stage)
+        cfg = dataclasses.replace(
+            c,
+            seed=runtime.derive_seed(c.seed, stage),
+            model=dataclasses.replace(c.model, path=model),
+            sample=dataclasses.replace(c.sample, out=str(out)),
+        )
+        return self.launch(f"{stage}/sample", "sample", cfg, when)
 
-        out = self.root / stage / "trees"
-        cfg = dataclasses.replace(self.cfg, seed=runtime.derive_seed(self.cfg.seed, stage))
-        self.timer.run(f"{stage}/sample", lambda: sample.main(cfg, model_path=model, out_dir=str(out)))
-        return out
-
-    def score_and_build(self, stage: str, trees: Path) -> Path:
-        from sppd.stages import build, score
-
-        scored, data = self.root / stage / "scored", self.root / stage / "data"
-        cfg = dataclasses.replace(self.cfg, score=dataclasses.replace(self.cfg.score, trees=str(trees)))
-        self.timer.run(f"{stage}/score", lambda: score.main(cfg, out_dir=str(scored)))
-        self.timer.run(f"{stage}/build", lambda: build.main(self.cfg, trees_dir=str(scored), out_dir=str(data)))
-        return data
+    def score_and_build(self, stage: str, trees: Path, when: str = "") -> Path:
+        c = self.cfg
+        scored, data = self.layout.stage_scored(stage), self.layout.stage_data(stage)
+        cfg = dataclasses.replace(c, score=dataclasses.replace(c.score, trees=str(trees), out=str(scored)))
+        self.launch(f"{stage}/score", "score", cfg, when)
+        cfg = dataclasses.replace(c, build=dataclasses.replace(c.build, trees=str(scored), out=str(data)))
+        return self.launch(f"{stage}/build", "build", cfg, when)
 
     def train(self, name: str, tcfg: TrainConfig, data: Path, init: str, ref: str | None = None, **changes) -> str:
-        from sppd.stages import train
-
-        out = self.root / name
-        if not any(True for _ in StageDir(data).iter_records()):
+        out = self.layout.model(name)
+        when = f"runs only when {data} holds training records"
+        if self.plan is None and not any(True for _ in StageDir(data).iter_records()):
             # e.g. a weak policy produced no correct path: nothing to learn from, keep the model
             print(f"pipeline: {name}: no training records in {data}; skipped (model stays {init})")
             self.skipped.append(f"{name}: no training records in {data}")
@@ -106,32 +119,30 @@ class Pipeline:
         t = dataclasses.replace(
             tcfg, data=str(data), init=init, ref=ref or init, out=str(out), seed=self.cfg.seed, **changes
         )
-        self.timer.run(f"{name}/train", lambda: train.main(dataclasses.replace(self.cfg, train=t)))
+        self.launch(f"{name}/train", "train", dataclasses.replace(self.cfg, train=t), when)
         return str(out)
 
     def evaluate(
         self, row: str, kind: RowKind, model: str, start: str | None, n_samples: int | None = None, **fields
     ) -> dict:
         """Evaluate ``model`` as report row ``row`` (``fields``: the row's gamma or margin)."""
-        from sppd.stages import eval as eval_stage
-
         n = n_samples or self.cfg.eval.n_samples
         self.rows.append(ReportRow(row, kind, model, start, n, **fields))
         same = [r.name for r in self.rows[:-1] if r.model == model and r.n == n]
         if same:  # a skipped step leaves the model unchanged: its evaluation is the same
             self.evals[row] = self.evals[same[0]]
             return self.evals[row]
-        e = self.cfg.eval if n_samples is None else dataclasses.replace(self.cfg.eval, n_samples=n_samples)
-        cfg = dataclasses.replace(self.cfg, eval=e)
-        folder = self.root / "eval" / row.replace("/", "_").replace(" ", "_")
-        metrics = self.timer.run(f"eval/{row}", lambda: eval_stage.main(cfg, model_path=model, out_dir=str(folder)))
-        self.evals[row] = metrics
-        return metrics
+        e = dataclasses.replace(self.cfg.eval, model=model, out=str(self.layout.eval_row(row)))
+        e = e if n_samples is None else dataclasses.replace(e, n_samples=n_samples)
+        self.evals[row] = self.metrics(self.launch(f"eval/{row}", "eval", dataclasses.replace(self.cfg, eval=e)))
+        return self.evals[row]
+
+    def metrics(self, folder: Path) -> dict:
+        """An evaluation's ``metrics.json`` (``{}`` in a dry run)."""
+        return {} if self.plan is not None else json.loads((folder / "metrics.json").read_text())
 
     def validate(self, row: str, model: str) -> float | None:
         """Greedy accuracy on the validation set (model selection without the test set)."""
-        from sppd.stages import eval as eval_stage
-
         p = self.cfg.pipeline
         if not p.val_benchmark:
             return None
@@ -140,13 +151,17 @@ class Pipeline:
             self.val[row] = self.val[same[0]]
             return self.val[row]
         e = dataclasses.replace(
-            self.cfg.eval, benchmarks=[p.val_benchmark], n_problems=p.val_problems, n_samples=0, prm=NO_PRM
+            self.cfg.eval,
+            benchmarks=[p.val_benchmark],
+            n_problems=p.val_problems,
+            n_samples=0,
+            prm=NO_PRM,
+            model=model,
+            out=str(self.layout.val_row(row)),
         )
-        folder = self.root / "eval-val" / row.replace("/", "_").replace(" ", "_")
-        metrics = self.timer.run(
-            f"val/{row}",
-            lambda: eval_stage.main(dataclasses.replace(self.cfg, eval=e), model_path=model, out_dir=str(folder)),
-        )
+        metrics = self.metrics(self.launch(f"val/{row}", "eval", dataclasses.replace(self.cfg, eval=e)))
+        if self.plan is not None:
+            return None
         self.val[row] = metrics[p.val_benchmark]["greedy"]["acc"]
         return self.val[row]
 
@@ -157,6 +172,9 @@ class Pipeline:
             self.stage2_from = chain[-1][0]
             return chain[-1][1]
         scored = [(self.validate(row, model), -i, row, model) for i, (row, model) in enumerate(chain)]
+        if self.plan is not None:  # chosen when the validation accuracies exist
+            self.stage2_from = f"the best Stage-1 model on {p.val_benchmark}"
+            return f"<{self.stage2_from}>"
         acc, _, row, model = max(scored)  # ties go to the earlier (less trained) model
         self.stage2_from = row
         self.notes.append(
@@ -166,26 +184,33 @@ class Pipeline:
         return model
 
     # -- the method ----------------------------------------------------------------------
-    def run(self) -> dict:
-        from sppd.stages import prm_report, prm_train
+    def base_model(self) -> str:
+        """``model.path``, or the toy base model (pretrained here, in this process, when not cached)."""
+        if self.plan is not None:
+            return self.cfg.model.path or "<toy base model>"
 
-        p = self.cfg.pipeline
-        base = self.timer.run("toy/pretrain", self.base_model)
+        def policy() -> str:  # a toy base model is pretrained by rank 0 alone; the others then find it cached
+            runtime.on_rank0(lambda: common.policy_path(self.cfg))
+            return str(common.policy_path(self.cfg))
+
+        return self.timer.run("toy/pretrain", policy)
+
+    def run(self) -> dict:
+        p, c = self.cfg.pipeline, self.cfg
+        base = self.base_model()
         trees = self.sample("stage1", base)
         if self.task.synthetic and p.train_prm:  # the toy PRM learns from the world's labels
             cfg = dataclasses.replace(
-                self.cfg,
-                prm=dataclasses.replace(self.cfg.prm, trees=[str(trees)]),
-                model=dataclasses.replace(self.cfg.model, path=base),
+                c,
+                prm=dataclasses.replace(c.prm, trees=[str(trees)], out=self.prm_dir),
+                model=dataclasses.replace(c.model, path=base),
             )
-            self.timer.run("stage1/prm_train", lambda: prm_train.main(cfg, out_dir=self.prm_dir))
+            self.launch("stage1/prm_train", "prm_train", cfg)
         data = self.score_and_build("stage1", trees)
         self.evaluate("Base", RowKind.BASE, base, None)  # after the PRM exists: ORM methods need it
-        self.timer.run(
-            "stage1/prm_report",
-            lambda: prm_report.main(
-                self.cfg, trees_dir=str(self.root / "stage1" / "scored"), out_dir=str(self.root / "prm_report")
-            ),
+        scored = str(self.layout.stage_scored("stage1"))
+        self.launch(
+            "stage1/prm_report", "prm_report", dataclasses.replace(c, score=dataclasses.replace(c.score, out=scored))
         )
         dpo = base
         chain = [("Base", base)]  # the Stage-1 models, in order (candidates for Stage 2's start)
@@ -206,7 +231,8 @@ class Pipeline:
         prev = self.stage2_from
         for stage in range(2, p.stages + 1):
             name = f"stage{stage}"
-            stage_data = self.score_and_build(name, self.sample(name, model))
+            when = f"{name} resamples with {self.stage2_from if stage == 2 else prev} (known at run time)"
+            stage_data = self.score_and_build(name, self.sample(name, model, when), when)
             model = self.train(f"{name}/sppd", p.step_dpo, stage_data / "step_pairs", model)
             self.evaluate(f"+SPPD-Stage{stage}", RowKind.STAGE, model, prev)
             prev = f"+SPPD-Stage{stage}"
@@ -228,7 +254,7 @@ class Pipeline:
         self.evaluate(start, RowKind.ABLATION_START, dpo, dpo_row, n)
         self.evaluate("ablation/dynamic margin", RowKind.ABLATION, sppd, start, n, margin=MarginMode.DYNAMIC)
         if p.margin_ablation:
-            mean_margin = step.gamma * mean_value_gap(pairs)
+            mean_margin = step.gamma * (mean_value_gap(pairs) if self.plan is None else 0.0)  # dry run: unknown
             fixed = self.train(
                 "stage1/ablate-fixed", step, pairs, dpo, margin=MarginMode.FIXED, fixed_margin=round(mean_margin, 6)
             )
@@ -244,12 +270,13 @@ class Pipeline:
 
     def control(self, base: str) -> None:
         """Continue pretraining on the (noisy) base corpus for as many tokens as self-training used."""
-        tokens = sum(_train_tokens(self.root / name) for name in ("stage1/sft", "stage1/dpo", "stage1/sppd"))
-        if tokens <= 0:
+        tokens = sum(_train_tokens(self.layout.model(name)) for name in ("stage1/sft", "stage1/dpo", "stage1/sppd"))
+        if tokens <= 0 and self.plan is None:
             self.skipped.append("control: self-training processed no tokens, so there is no compute to match")
             return
-        data = self.root / "control" / "data"
-        runtime.on_rank0(lambda: StageDir(data).is_complete() or write_corpus_records(self.cfg, data, tokens))
+        data = self.layout.control_data()
+        if self.plan is None:  # written here by rank 0: the tokens self-training used
+            runtime.on_rank0(lambda: StageDir(data).is_complete() or write_corpus_records(self.cfg, data, tokens))
         toy = self.cfg.toy
         tcfg = dataclasses.replace(
             self.cfg.pipeline.sft, objective=Objective.SFT, lr=toy.lr * toy.min_lr_ratio, epochs=1
@@ -258,6 +285,8 @@ class Pipeline:
         self.evaluate("Control: base + continued pretraining", RowKind.CONTROL, model, "Base")
 
     def summary(self) -> dict:
+        if self.plan is not None:
+            return {"run_dir": str(self.root), "plan": self.plan}
         if runtime.rank_and_world()[0] == 0:  # the report reads it after main's barrier
             save_rows(self.root, self.rows)
         return {
@@ -330,20 +359,42 @@ def write_corpus_records(cfg: RunConfig, folder: Path, tokens: int) -> None:
     )
 
 
+def check_launch(cfg: RunConfig) -> None:
+    """Before any work: the keys the stages will need are set, and launched stages are not nested
+    in a launcher of the pipeline's own (each would start its own world of processes)."""
+    from sppd.stages.plan import unset_keys
+
+    if missing := unset_keys(cfg):
+        raise ConfigError(f"config key {missing[0]!r}: required (a local folder); unset: {', '.join(missing)}")
+    launched = [s for s in LAUNCHED_STAGES if launch.launcher_for(s, cfg) is not Launcher.INPROCESS]
+    if launched and runtime.rank_and_world()[1] > 1:
+        raise ConfigError(
+            f"config key 'pipeline.launcher': {cfg.pipeline.launcher} starts the processes of "
+            f"{', '.join(launched)} itself; run `sppd pipeline` as one plain process, not under accelerate launch"
+        )
+
+
+def dry_run(cfg: RunConfig) -> str:
+    """The plan of ``sppd pipeline --dry-run``: every stage call in order, none run, no model loaded."""
+    from sppd.stages.plan import render
+
+    pipe = Pipeline(cfg, dry_run=True)
+    return render(cfg, pipe.run()["plan"])
+
+
 def main(cfg: RunConfig) -> dict:
     """Run the pipeline (``pipeline.seeds`` times) and write ``report.md``; returns the summaries."""
-    from sppd.reporting import REPORT_FILE, write_report
+    from sppd.reporting import write_report
 
     seeds = max(1, cfg.pipeline.seeds)
     runs = []
     for k in range(seeds):
         run_cfg = (
-            cfg
-            if seeds == 1
-            else dataclasses.replace(cfg, seed=cfg.seed + k, run_dir=str(Path(cfg.run_dir) / f"seed-{k}"))
+            cfg if seeds == 1 else dataclasses.replace(cfg, seed=cfg.seed + k, run_dir=str(RunLayout.of(cfg).seed(k)))
         )
+        check_launch(run_cfg)
         runs.append(Pipeline(run_cfg).run())
     if runtime.rank_and_world()[0] == 0:
         print(f"\nreport: {write_report(cfg, runs)}")
     runtime.barrier()  # no process returns before the report exists
-    return {"runs": runs, "report": str(Path(cfg.run_dir) / REPORT_FILE)}
+    return {"runs": runs, "report": str(RunLayout.of(cfg).report())}

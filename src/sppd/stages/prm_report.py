@@ -12,12 +12,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from sppd import runtime
+from sppd import layout, runtime
 from sppd.config import ConfigError
 from sppd.io import StageDir, atomic_write_json, atomic_write_text, iter_trees
 from sppd.prm.report import build_report, format_table5, plot_figure3, segment_distributions, trajectories
 from sppd.settings import RunConfig
-from sppd.stages import common
 
 
 def main(cfg: RunConfig, trees_dir: str = "", out_dir: str = "") -> dict:
@@ -25,10 +24,10 @@ def main(cfg: RunConfig, trees_dir: str = "", out_dir: str = "") -> dict:
 
     Under ``accelerate launch`` rank 0 writes the report and the other ranks read it back.
     """
-    src = common.stage_dir(cfg, "scored", trees_dir or cfg.score.out)
+    src = StageDir(layout.pick(trees_dir, layout.prm_report_trees(cfg)))
     if not src.shards():  # checked on every rank, so none is left waiting at the barrier
         raise ConfigError(f"config key 'score.out': no scored shards in {src.path}; run `sppd score` first")
-    out = Path(out_dir or Path(cfg.run_dir) / "prm_report")
+    out = Path(layout.pick(out_dir, layout.prm_report_out(cfg)))
     report = _write(src, out) if runtime.rank_and_world()[0] == 0 else None
     runtime.barrier()
     return report if report is not None else json.loads((out / "report.json").read_text())

@@ -14,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-from sppd import runtime
+from sppd import layout, runtime
 from sppd.config import ConfigError
 from sppd.io import StageDir, iter_trees
 from sppd.prm.mc import attach_mc_values
@@ -51,8 +51,8 @@ def main(cfg: RunConfig, out_dir: str = "") -> dict:
     from sppd.prm.toy import train_toy_prm
 
     set_threads(cfg.threads)
-    out = common.stage_dir(cfg, "prm", out_dir or cfg.prm.out)
-    folders = [Path(p) for p in cfg.prm.trees] or [Path(cfg.run_dir) / "trees"]
+    out = StageDir(layout.pick(out_dir, layout.prm_out(cfg)))
+    folders = layout.prm_trees(cfg)
     policy = common.policy_path(cfg) if cfg.prm.init_from_policy else None
     inputs = {
         "trees": [str(f) for f in folders],

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import time
 
-from sppd import runtime
-from sppd.io import iter_trees
+from sppd import layout, runtime
+from sppd.io import StageDir, iter_trees
 from sppd.modeling import set_threads
 from sppd.prompting import build_prompt_ids
 from sppd.records import Tree
@@ -45,7 +45,7 @@ def tree_params(cfg: RunConfig) -> TreeParams:
 def main(cfg: RunConfig, model_path: str | None = None, out_dir: str = "") -> dict:
     """Sample trees for the configured problems; returns the summary it prints."""
     set_threads(cfg.threads)
-    out = common.stage_dir(cfg, "trees", out_dir or cfg.sample.out)
+    out = StageDir(layout.pick(out_dir, layout.sample_out(cfg)))
     rank, world = runtime.rank_and_world()
     task, split = training_task(cfg)  # a test split is refused unless problems.allow_test_split
     problems = task.problems(split, cfg.problems.n, seed=cfg.seed)

@@ -19,11 +19,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sppd import runtime
+from sppd import layout, runtime
 from sppd.config import ConfigError
 from sppd.io import StageDir, iter_trees, read_jsonl
 from sppd.prm.mc import MCScorer
-from sppd.prm.registry import trained_in_run
+from sppd.prm.registry import HF_ADAPTERS, trained_in_run
 from sppd.records import Tree
 from sppd.settings import RunConfig
 from sppd.stages import common
@@ -31,7 +31,6 @@ from sppd.stages.fingerprint import Fingerprint, policy_id, reuse
 from sppd.types import MCJudge
 
 TAG = "scored"
-HF_ADAPTERS = ("skywork", "qwen25-math-prm", "math-shepherd", "rlhflow")
 
 
 def build_scorer(cfg: RunConfig):
@@ -44,8 +43,9 @@ def build_scorer(cfg: RunConfig):
     if name == "oracle":
         return build_prm("oracle")
     if trained_in_run(name):
-        path = s.prm_path or str(Path(cfg.run_dir) / "prm")
-        return build_prm(name, path=path, device=cfg.model.device, max_batch_tokens=s.max_batch_tokens)
+        return build_prm(
+            name, path=str(layout.prm_path(cfg)), device=cfg.model.device, max_batch_tokens=s.max_batch_tokens
+        )
     if name in HF_ADAPTERS:
         if not s.prm_path:
             raise ConfigError(f"config key 'score.prm_path': required for scorer {name!r} (a local PRM folder)")
@@ -170,7 +170,7 @@ def fingerprint(cfg: RunConfig, trees: StageDir) -> Fingerprint:
     exclude = []
     inputs: dict = {"trees": trees.path}
     if s.scorer not in ("mc", "oracle") and (s.prm_path or trained_in_run(s.scorer)):
-        inputs["prm"] = Path(s.prm_path or Path(cfg.run_dir) / "prm")
+        inputs["prm"] = layout.prm_path(cfg)
     if s.mc_min_paths > 0 or s.mc_rollouts > 0:
         keys += ["seed", "model.dtype", "step", "problems.source", "sample"]
         exclude.append("sample.problems_per_shard")  # the trees' shard layout: in their fingerprint
@@ -184,8 +184,8 @@ def main(cfg: RunConfig, out_dir: str = "") -> dict:
     from sppd.modeling import set_threads
 
     set_threads(cfg.threads)
-    src = common.stage_dir(cfg, "trees", cfg.score.trees)
-    out = common.stage_dir(cfg, "scored", out_dir or cfg.score.out)
+    src = StageDir(layout.score_trees(cfg))
+    out = StageDir(layout.pick(out_dir, layout.score_out(cfg)))
     inputs = src.shards()
     if not inputs:
         raise ConfigError(f"config key 'score.trees': no tree shards in {src.path}; run `sppd sample` first")

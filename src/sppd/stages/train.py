@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from sppd import config as _config
+from sppd import layout
 from sppd.data.tokenize import TokenizeSettings
 from sppd.io import DataFileError, StageDir, atomic_write_json
 from sppd.modeling import load_tokenizer, set_threads
@@ -58,13 +59,12 @@ class TrainPaths:
 def resolve_paths(cfg: RunConfig, spec: ObjectiveSpec) -> TrainPaths:
     """Data, init, reference and output folders, with the documented defaults."""
     t = cfg.train
-    data = Path(t.data) if t.data else Path(cfg.run_dir) / "data" / spec.data_subdir
     init = Path(t.init) if t.init else Path(common.policy_path(cfg))
     ref = Path(t.ref) if t.ref else init
     for key, given in (("train.init", t.init), ("train.ref", t.ref)):
         if given and not Path(given).is_dir():  # else transformers reads it as a hub repo id
             raise _config.ConfigError(f"config key '{key}': model folder not found: {given}")
-    return TrainPaths(data, init, ref, common.stage_dir(cfg, f"train-{spec.name}", t.out))
+    return TrainPaths(layout.train_data(cfg), init, ref, StageDir(layout.train_out(cfg)))
 
 
 def fingerprint(cfg: RunConfig, spec: ObjectiveSpec, paths: TrainPaths) -> Fingerprint:

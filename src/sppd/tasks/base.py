@@ -44,6 +44,8 @@ class Task:
     # Problems come from the generator world the run configures (no fixed size). The pipeline can
     # then train the toy PRM on it and run the continued-pretraining control on its corpus.
     synthetic: bool = False
+    # (task, split, share) of a mixture: where its problems come from (`sppd pipeline --dry-run` shows it)
+    parts: tuple[tuple[str, str, float], ...] = ()
 
     def check_split(self, split: str, key: str) -> None:
         """A one-line error naming ``key`` when ``split`` is not one of this task's splits."""

@@ -7,6 +7,7 @@ a step checker, so none has a process judge.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from sppd.records import Problem
@@ -21,6 +22,7 @@ SHIPPED: dict[str, dict[str, str]] = {
     "ocw": {"test": "ocw"},  # Minerva's OCW courses (benchdata/minerva_math)
     "olympiadbench": {"test": "olympiadbench"},
 }
+MIX_PARTS = (("gsm8k", "train", 0.4), ("math", "train", 0.6))  # the mix's sources and shares (§6.1)
 MIX_N = 10000  # the paper's training prompts (§6.1): 10k, 40% GSM8K train, 60% MATH train
 FILE_SPLIT = "file"  # a user's JSONL file is one split; whether it is held out is the user's call
 
@@ -62,9 +64,9 @@ def mix_task() -> Task:
     def load(split: str, n: int | None, seed: int) -> list[Problem]:
         from sppd.eval.benchmarks import training_prompt_mix
 
-        return as_problems(training_prompt_mix(n=n or MIX_N, seed=seed), "mix")
+        return as_problems(training_prompt_mix(n=n or MIX_N, gsm8k_frac=MIX_PARTS[0][2], seed=seed), "mix")
 
-    return _math_task("mix", ("train",), load, lambda split: MIX_N)
+    return dataclasses.replace(_math_task("mix", ("train",), load, lambda split: MIX_N), parts=MIX_PARTS)
 
 
 def jsonl_task(path: str, question_field: str = "question", answer_field: str = "answer", id_field: str = "") -> Task:
