@@ -4,6 +4,7 @@ run's, timings aside."""
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from pathlib import Path
@@ -31,6 +32,7 @@ SMALL = [
     "build.step_gap=0.0",
     "prm.synthetic_solutions=8",
     "eval.n_problems=4",
+    "eval.problems_per_shard=2",  # two shards: one per process of an accelerate launch
     "eval.n_samples=2",
     "pipeline.stages=1",
     "pipeline.margin_ablation=false",
@@ -61,9 +63,6 @@ def test_accelerate_launcher_gives_the_in_process_report(tmp_path, tiny_policy_d
             "pipeline.step_dpo.batch_size=2",  # x 2 processes: the in-process run's global batch
             "pipeline.launcher=accelerate",
             "pipeline.accelerate_config=cpu2",
-            # eval is not rank-aware yet (every rank evaluates everything and writes the same files):
-            # one process under accelerate launch until it shards its work
-            "pipeline.launch.eval.num_processes=1",
             *common,
         ],
     )
@@ -72,7 +71,11 @@ def test_accelerate_launcher_gives_the_in_process_report(tmp_path, tiny_policy_d
     launched = {p.stem: p.read_text() for p in (run / "launch").glob("*.log")}
     for step in ("stage1_sample", "stage1_score", "stage1_sppd_train", "eval_Base", "eval_+SPPD"):
         assert launched[step].startswith("$ ") and " launch --main_process_port " in launched[step].splitlines()[0]
-    assert "--num_processes 1 -m sppd eval" in launched["eval_Base"].splitlines()[0]
+    # eval splits its shards by rank: both processes of the launch wrote some of eval/Base
+    ranks = {
+        json.loads(line)["rank"] for shard in (run / "eval" / "Base").glob("records-*.jsonl") for line in shard.open()
+    }
+    assert ranks == {0, 1}
     assert launched["stage1_build"].startswith(f"$ {sys.executable} -m sppd build -c ")
     trained = (run / "stage1" / "sppd" / "train_summary.json").read_text()
     assert '"processes": 2' in trained and '"global_batch": 4' in trained
