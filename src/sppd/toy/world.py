@@ -23,6 +23,11 @@ pretraining does not fix that, while sampling still yields the correct value ~40
 there: room for self-training to improve it. (At the defaults about half of the test problems
 have no hard step; the base model's greedy accuracy is ~0.6, its accuracy at temperature 1
 ~0.55 and its pass@8 ~0.85.)
+
+That is the default error model, ``v1``. Its slips nearly all make the number larger, so in a
+step preference pair the smaller first differing character marks the correct step; the opt-in
+``v2`` (``ToyWorldConfig.error_model``) draws one of several slips in both directions instead
+(``slip_candidates``), which also leaves the correct value the most common one at hard steps.
 """
 
 from __future__ import annotations
