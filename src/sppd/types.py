@@ -154,3 +154,10 @@ class Launcher(StrEnum):
     INPROCESS = "inprocess"  # call the stage in the pipeline's own process (the toy default: no start-up cost)
     PYTHON = "python"  # one plain process: `python -m sppd <stage> -c <resolved.yaml>` (vLLM places its own GPUs)
     ACCELERATE = "accelerate"  # `accelerate launch --config_file <pipeline.accelerate_config> -m sppd <stage> ...`
+
+
+class ToyErrorModel(StrEnum):
+    """Which slips the toy pretraining corpus makes (``toy.world.error_model``)."""
+
+    V1 = "v1"  # one slip per step, nearly always larger (c+1, c+10, sign dropped): "smaller is right" predicts pairs
+    V2 = "v2"  # several slips per step, both directions (±1, ±10, sign, digit swap, operand, operator), one at random

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from sppd.digest import runtime
+from sppd.types import ToyErrorModel
 
 OPS = "+-*"
 
@@ -32,6 +33,9 @@ class ToyWorldConfig:
     hard_borrow: bool = False  # a borrowing subtraction is hard; its slip: borrow forgotten (c+10)
     hard_carry: bool = False  # a carrying addition is hard; its slip: carry dropped (c-10)
     hard_negative: bool = True  # a subtraction crossing below zero is hard; its slip: sign dropped (-c)
+    # v1: the one slip per step named above; v2: any of several slips, both directions (``world.slip_candidates``).
+    # Left out of the base-model hash at v1, so existing cached models keep their names.
+    error_model: ToyErrorModel = ToyErrorModel.V1
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_ops <= self.max_ops:

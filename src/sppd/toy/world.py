@@ -23,6 +23,11 @@ pretraining does not fix that, while sampling still yields the correct value ~40
 there: room for self-training to improve it. (At the defaults about half of the test problems
 have no hard step; the base model's greedy accuracy is ~0.6, its accuracy at temperature 1
 ~0.55 and its pass@8 ~0.85.)
+
+That is the default error model, ``v1``. Its slips nearly all make the number larger, so in a
+step preference pair the smaller first differing character marks the correct step; the opt-in
+``v2`` (``ToyWorldConfig.error_model``) draws one of several slips in both directions instead
+(``slip_candidates``), which also leaves the correct value the most common one at hard steps.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from enum import StrEnum
 
 from sppd.records import Problem
 from sppd.toy.config import OPS, ToyWorldConfig
+from sppd.types import ToyErrorModel
 
 STEP_DELIMITER = "\n"
 ANSWER_PREFIX = "The answer is "
@@ -181,8 +187,44 @@ def plausible_error(a: int, op: str, b: int, cfg: ToyWorldConfig) -> tuple[bool,
     return False, c + 1
 
 
+def slip_candidates(nums: list[int], ops: list[str], i: int) -> dict[str, list[int]]:
+    """Kind -> the wrong values of the v2 error model for reducing ``nums[i] ops[i] nums[i+1]``.
+
+    Slips go both ways (±1, ±10, sign flipped, two adjacent digits swapped, another number of the
+    expression used as an operand, another operator applied), so neither the wrong value's size
+    nor its first character tells it from the right one. Every value differs from the right one;
+    only the sign slip changes the sign, and only at index 0 (only the first number may be negative).
+    """
+    a, op, b = nums[i], ops[i], nums[i + 1]
+    c = apply_op(a, op, b)
+    others = [x for j, x in enumerate(nums) if j not in (i, i + 1)]
+    digits, sign = str(abs(c)), -1 if c < 0 else 1
+    swapped = [digits[:k] + digits[k + 1] + digits[k] + digits[k + 2 :] for k in range(len(digits) - 1)]
+    kinds = {
+        "off_by_one": [c + 1, c - 1],
+        "tens": [c + 10, c - 10],
+        "swap": [sign * int(t) for t in swapped if t[0] != "0"],
+        "operand": [apply_op(a, op, x) for x in others] + [apply_op(x, op, b) for x in others],
+        "operator": [apply_op(a, o, b) for o in OPS if o != op],
+    }
+    # Only the sign slip changes the sign: if every kind could, the many slips that push a small
+    # negative result above zero would make "the side with the minus is right" a shortcut.
+    out = {
+        kind: kept
+        for kind, values in kinds.items()
+        if (kept := sorted({v for v in values if (v < 0) == (c < 0)} - {c}))
+    }
+    if i == 0 and c != 0:  # only the first number may be negative
+        out["sign"] = [-c]
+    return out
+
+
 def corrupt_steps(question: str, cfg: ToyWorldConfig, rng: random.Random) -> tuple[list[Step], int | None]:
     """A corpus solution: correct steps, except that at most one step may err.
+
+    Which steps are hard (and so err at ``corrupt_hard_rate``) is the same under both error
+    models; the wrong value is ``plausible_error``'s under v1 and a random ``slip_candidates``
+    value under v2 (v1 draws nothing more from ``rng``, so its corpus is unchanged).
 
     Walking the canonical order, each step errs with the hard or easy rate until one has erred;
     the wrong value then replaces the right one in the expression and later steps are computed
@@ -202,6 +244,9 @@ def corrupt_steps(question: str, cfg: ToyWorldConfig, rng: random.Random) -> tup
         if wrong_at is None:
             hard, wrong = plausible_error(a, op, b, cfg)
             if rng.random() < (cfg.corrupt_hard_rate if hard else cfg.corrupt_easy_rate):
+                if cfg.error_model == ToyErrorModel.V2:  # a kind at random, then one of its values
+                    kinds = slip_candidates(nums, ops, i)
+                    wrong = rng.choice(kinds[rng.choice(sorted(kinds))])
                 result, wrong_at = wrong, len(steps)
         nums, ops = reduce_at(nums, ops, i, result)
         steps.append(Step(a, op, b, result, render_expr(nums, ops)))
