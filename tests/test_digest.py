@@ -36,6 +36,7 @@ NON_OUTPUT = {
     "score.out": "location",
     "prm.trees": "location",
     "prm.out": "location",
+    "prm.init": "location",  # an input folder: the prm_train fingerprint counts it by folder_id
     "build.trees": "location",
     "build.out": "location",
     **{

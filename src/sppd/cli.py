@@ -36,7 +36,7 @@ TOY_ACTIONS: dict[str, tuple[str, str]] = {
 }
 # ``sppd prm <action>``
 PRM_ACTIONS: dict[str, tuple[str, str]] = {
-    "train": ("sppd.stages.prm_train", "train the toy PRM on the trees' Monte-Carlo labels"),
+    "train": ("sppd.stages.prm_train", "train a PRM on the trees' labels (toy, or an HF model: prm.backbone=hf)"),
     "report": ("sppd.stages.prm_report", "PRM diagnostics: Table 5 / Figure 3 analogues, agreement with the checker"),
 }
 GROUPS = {"toy": ("the embedded toy arithmetic world", TOY_ACTIONS), "prm": ("process reward models", PRM_ACTIONS)}

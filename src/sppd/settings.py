@@ -29,6 +29,7 @@ from sppd.types import (
     OptimizerName,
     OverlongRule,
     PackingMode,
+    PRMBackbone,
     PRMLabel,
     RolloutNodes,
     SampleScore,
@@ -137,6 +138,9 @@ class ScoreConfig:
 class PRMTrainConfig:
     trees: list[str] = location(default_factory=list)  # tree folders with MC labels (default: [<run_dir>/trees])
     out: str = location("")  # PRM folder (default: <run_dir>/prm)
+    backbone: PRMBackbone = PRMBackbone.TOY  # toy: the toy PRM; hf: a Skywork-format PRM from prm.init
+    init: str = location("")  # hf: local HF causal-LM or Skywork-format PRM folder to start from (its head kept)
+    warmup_ratio: float = 0.1  # hf: share of the steps warmed up before the cosine decay (toy: constant lr)
     init_from_policy: bool = True  # start the backbone from the policy's weights
     epochs: int = 3  # passes over the labelled paths
     lr: float = 1e-3  # AdamW learning rate
@@ -155,6 +159,7 @@ class PRMTrainConfig:
         "min_mc_paths": at_least(0),
         "synthetic_solutions": at_least(0),
         "val_fraction": within(0.0, 1.0, high_open=True),
+        "warmup_ratio": within(0.0, 1.0),
     }
 
 

@@ -100,6 +100,13 @@ class PRMLabel(StrEnum):
     HARD = "hard"  # 1 if any completion is correct (Math-Shepherd's hard estimation)
 
 
+class PRMBackbone(StrEnum):
+    """What ``sppd prm train`` trains (``prm.backbone``)."""
+
+    TOY = "toy"  # the toy PRM (sppd.prm.toy) on the toy world's text format
+    HF = "hf"  # a Skywork-format PRM (sppd.prm.value_head) from the HF causal-LM folder ``prm.init``
+
+
 class StepPairMode(StrEnum):
     """Which sibling pairs become step-level preference data."""
 

@@ -79,6 +79,40 @@ class Qwen2ValueHeadModel(nn.Module):
         return head(hidden.to(head.weight.dtype)).squeeze(-1)
 
 
+def newline_id_of(tokenizer: Any) -> int:
+    """Skywork takes the last id of ``encode("\\n")``: the token appended after each step."""
+    return tokenizer("\n", add_special_tokens=False)["input_ids"][-1]
+
+
+def skywork_input(tokenizer: Any, bos_token: str, newline_id: int, item: PRMInput) -> EncodedInput:
+    """``bos + question + "\\n"`` as one string, then per step: its ids and a newline id.
+
+    A step's own trailing newlines are dropped because the adapter adds the separator. The one
+    input layout of scoring (``SkyworkPRM.encode``) and training (:mod:`sppd.prm.value_head`).
+    """
+    input_ids = list(tokenizer(bos_token + item.question + "\n", add_special_tokens=False)["input_ids"])
+    positions = []
+    for step in item.steps:
+        input_ids += tokenizer(step.rstrip("\n"), add_special_tokens=False)["input_ids"]
+        input_ids.append(newline_id)
+        positions.append(len(input_ids) - 1)
+    return EncodedInput(input_ids=input_ids, score_positions=positions)
+
+
+def skywork_bos(tokenizer: Any, bos_token: str | None, folder: Path) -> str:
+    """The text put before the question: ``bos_token`` if given, else the tokenizer's bos token,
+    else nothing (Qwen2.5 tokenizers have none), with a warning."""
+    bos = bos_token if bos_token is not None else tokenizer.bos_token
+    if bos is None:
+        warnings.warn(
+            f"{folder}: the tokenizer has no bos_token; Skywork inputs start with the question "
+            "(config key 'score.skywork_bos' sets a prefix)",
+            stacklevel=3,
+        )
+        bos = ""
+    return bos
+
+
 class SkyworkPRM:
     """Skywork-o1-Open-PRM adapter; a ``TokenLevelPRM``."""
 
@@ -91,22 +125,10 @@ class SkyworkPRM:
         self.bos_token = bos_token
         self.device = next(model.parameters()).device
         self.pad_token_id = pad_token_id_of(tokenizer)
-        # Skywork takes the last id of encode("\n"): the newline token appended after each step
-        self.newline_id = tokenizer("\n", add_special_tokens=False)["input_ids"][-1]
+        self.newline_id = newline_id_of(tokenizer)
 
     def encode(self, item: PRMInput) -> EncodedInput:
-        """``bos + question + "\\n"`` as one string, then per step: its ids and a newline id.
-
-        A step's own trailing newlines are dropped because the adapter adds the separator.
-        """
-        tokenize = self.tokenizer
-        input_ids = list(tokenize(self.bos_token + item.question + "\n", add_special_tokens=False)["input_ids"])
-        positions = []
-        for step in item.steps:
-            input_ids += tokenize(step.rstrip("\n"), add_special_tokens=False)["input_ids"]
-            input_ids.append(self.newline_id)
-            positions.append(len(input_ids) - 1)
-        return EncodedInput(input_ids=input_ids, score_positions=positions)
+        return skywork_input(self.tokenizer, self.bos_token, self.newline_id, item)
 
     def token_scores(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor
@@ -127,14 +149,7 @@ def build_skywork_prm(path: str | Path, *, bos_token: str | None = None, **optio
     opts = HFPRMOptions(path=path, **options)
     folder = resolve_folder(path)
     tokenizer = load_tokenizer(folder, opts.trust_remote_code)
-    bos = bos_token if bos_token is not None else tokenizer.bos_token
-    if bos is None:
-        warnings.warn(
-            f"{folder}: the tokenizer has no bos_token; Skywork inputs start with the question "
-            "(config key 'score.skywork_bos' sets a prefix)",
-            stacklevel=2,
-        )
-        bos = ""
+    bos = skywork_bos(tokenizer, bos_token, folder)
     device = resolve_device(opts.device)
     model = Qwen2ValueHeadModel.from_folder(folder, resolve_dtype(opts.dtype, device), device)
     model = model.to(device).eval().requires_grad_(False)

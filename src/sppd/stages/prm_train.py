@@ -1,11 +1,13 @@
-"""``sppd prm train``: train the learned toy PRM on the toy trees' Monte-Carlo labels.
+"""``sppd prm train``: train a PRM on the trees' Monte-Carlo labels (the toy PRM, or an HF one).
 
 Reads the tree folders of ``prm.trees`` (default ``<run_dir>/trees``), attaches MC values where
 the trees have none yet (scored trees keep theirs, rollouts included), trains the toy PRM
 (``sppd.prm.toy.train_toy_prm``) and writes it to ``prm.out`` (default ``<run_dir>/prm``) as an
 HF-style folder with ``manifest.json``. A complete folder trained from the same inputs is not
-retrained. The toy PRM reads the toy world's text format, so this stage is for toy runs; real
-runs score with a real PRM (``score.scorer``).
+retrained. The toy PRM reads the toy world's text format. With ``prm.backbone=hf`` the stage
+instead trains a Skywork-format PRM from the HF folder ``prm.init`` (a causal LM, or a
+Skywork-format PRM to update; ``sppd.prm.value_head``), which ``score.scorer=skywork
+score.prm_path=<prm.out>`` scores.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from sppd.prm.mc import attach_mc_values
 from sppd.settings import RunConfig
 from sppd.stages import common
 from sppd.stages.fingerprint import Fingerprint, reuse
+from sppd.types import PRMBackbone
 
 
 def load_labelled_trees(folders: list[Path]):
@@ -42,18 +45,33 @@ def fingerprint(cfg: RunConfig, folders: list[Path], policy: Path | None) -> Fin
     inputs: dict = {f"trees[{i}]": folder for i, folder in enumerate(folders)}
     if policy is not None:
         inputs["policy"] = Path(policy)
+    if cfg.prm.backbone is PRMBackbone.HF:  # the toy model and world play no part then
+        inputs["init"] = Path(cfg.prm.init)
+        return Fingerprint.of("prm_train", cfg, ["seed", "prm"], inputs=inputs)
     return Fingerprint.of("prm_train", cfg, ["seed", "prm", "toy.model", "toy.world"], inputs=inputs)
 
 
+def hf_init(cfg: RunConfig) -> Path:
+    """The folder an hf PRM starts from (``prm.init``), checked before any work."""
+    if not cfg.prm.init:
+        raise ConfigError("config key 'prm.init': prm.backbone=hf needs the HF model folder to start from")
+    init = Path(cfg.prm.init).expanduser()
+    if not (init / "config.json").is_file():
+        raise ConfigError(f"config key 'prm.init': {init} is not an HF model folder (no config.json)")
+    return init
+
+
 def main(cfg: RunConfig, out_dir: str = "") -> dict:
-    """Train (or reuse) the toy PRM; returns its metrics."""
+    """Train (or reuse) the toy PRM, or the hf one (``prm.backbone``); returns its metrics."""
     from sppd.modeling import set_threads
     from sppd.prm.toy import train_toy_prm
 
     set_threads(cfg.threads)
     out = StageDir(layout.pick(out_dir, layout.prm_out(cfg)))
     folders = layout.prm_trees(cfg)
-    policy = common.policy_path(cfg) if cfg.prm.init_from_policy else None
+    hf = cfg.prm.backbone is PRMBackbone.HF
+    init = hf_init(cfg) if hf else None
+    policy = common.policy_path(cfg) if cfg.prm.init_from_policy and not hf else None
     inputs = {
         "trees": [str(f) for f in folders],
         "policy": str(policy) if policy else None,
@@ -63,6 +81,8 @@ def main(cfg: RunConfig, out_dir: str = "") -> dict:
             for k in ("epochs", "lr", "batch_size", "label", "synthetic_solutions", "min_mc_paths", "val_fraction")
         },
     }
+    if hf:
+        inputs |= {"backbone": PRMBackbone.HF.value, "init": str(init)}
     fp = fingerprint(cfg, folders, policy)
     # a folder from an sppd without fingerprints is retrained when its inputs differ, as it was then
     manifest = out.read_manifest() if out.is_complete() else None
@@ -77,10 +97,16 @@ def main(cfg: RunConfig, out_dir: str = "") -> dict:
         out.invalidate()
         trees = load_labelled_trees(folders)
         show = sys.stderr.isatty() or os.environ.get("SPPD_PROGRESS") == "1"
-        prm, metrics = train_toy_prm(
-            trees, cfg.prm, policy, seed=cfg.seed, model_cfg=cfg.toy.model, progress=show, world=cfg.toy.world
-        )
-        prm.save(out.path, metrics)
+        if hf:
+            from sppd.prm.value_head import save_skywork_folder, train_value_head_prm
+
+            prm, metrics = train_value_head_prm(trees, cfg.prm, init, seed=cfg.seed, progress=show)
+            save_skywork_folder(prm, out.path, metrics)
+        else:
+            prm, metrics = train_toy_prm(
+                trees, cfg.prm, policy, seed=cfg.seed, model_cfg=cfg.toy.model, progress=show, world=cfg.toy.world
+            )
+            prm.save(out.path, metrics)
         common.save_stage_config(out, cfg)
         out.write_manifest("prm_train", counts=metrics, inputs=inputs, **fp.manifest_fields())
         print(format_summary(metrics, out.path))
@@ -104,6 +130,9 @@ def format_summary(metrics: dict, path) -> str:
         ("val trajectory accuracy", val.get("trajectory_accuracy")),
     ):
         lines.append(f"  {key:28s} {_fmt(value)}")
+    if "agreement" in val:  # an hf PRM: its held-out labels, since no exact checker exists there
+        lines.append(f"  {'val label mae':28s} {_fmt(val.get('mae'))}")
+        lines.append(f"  {'val label agreement':28s} {_fmt(val.get('agreement'))}")
     return "\n".join(lines)
 
 
