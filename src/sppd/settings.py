@@ -33,6 +33,7 @@ from sppd.types import (
     PRMLabel,
     RolloutNodes,
     SampleScore,
+    SiblingRule,
     Stage2Init,
     StepDelimiter,
     StepPairMode,
@@ -99,6 +100,8 @@ class SampleConfig:
     temperature: float = 1.0  # sampling temperature of expansions
     top_p: float = 1.0  # nucleus sampling of expansions
     selection_temperature: float = 1.0  # softmax temperature over children's average log-probs
+    siblings: SiblingRule = SiblingRule.MERGE  # identical children of an expansion: merge | resample (README)
+    sibling_tries: int = 2  # resample: most extra draws of the duplicates per expansion before merging
     engine: str = "hf"  # engine backend name (registry in sppd.sampling.engine)
     engine_batch_size: int = 256  # most sequences in one engine call
     vllm_dtype: DType = DType.BF16  # weights dtype of the vllm engine (auto: vLLM picks from the model's config)
@@ -112,6 +115,7 @@ class SampleConfig:
         "temperature": at_least(0.0),
         "top_p": within(0.0, 1.0, low_open=True),
         "selection_temperature": above(0.0),
+        "sibling_tries": at_least(0),
         "vllm_gpu_memory_utilization": within(0.0, 1.0, low_open=True),
     }
 

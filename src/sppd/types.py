@@ -93,6 +93,13 @@ class MCJudge(StrEnum):
     PROCESS = "process"  # the answer and every step are right (toy world only: needs the exact step checker)
 
 
+class SiblingRule(StrEnum):
+    """What an expansion does with identical children (same tokens) (``sample.siblings``)."""
+
+    MERGE = "merge"  # keep one copy: fewer than C children (the default; no extra generation)
+    RESAMPLE = "resample"  # re-draw the duplicates up to sample.sibling_tries rounds, then merge what is left
+
+
 class PRMLabel(StrEnum):
     """How a node's Monte-Carlo completions become the toy PRM's training target (``prm.label``)."""
 

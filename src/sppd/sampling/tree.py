@@ -10,6 +10,9 @@ Walks run in lockstep, depth by depth, for all problems of a chunk: walkers that
 unexpanded node share one expansion, and all expansions of a depth go to the engine as one
 batched call. Because selection depends only on the children's fixed scores and each node is
 expanded once, this is the same distribution as running the K walks one after another.
+
+Identical children of one expansion (same tokens) are merged by default (``SiblingRule.MERGE``);
+``RESAMPLE`` re-draws the duplicates, batched across the chunk, before merging what is left.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sppd.records import Node, Problem, Tree
+from sppd.runtime import derive_seed
 from sppd.sampling.engine import Engine, FinishReason, GenerationParams, StepSample
+from sppd.types import SiblingRule
 
 # (problem, full solution text of a complete path) -> (extracted answer, correct)
 AnswerJudge = Callable[[Sequence[tuple[Problem, str]]], list[tuple[str | None, bool]]]
@@ -41,6 +46,8 @@ class TreeParams:
     selection_temperature: float
     delimiter: str
     answer_pattern: str
+    siblings: SiblingRule = SiblingRule.MERGE
+    sibling_tries: int = 2
 
 
 def selection_probs(avg_logps: Sequence[float], temperature: float = 1.0) -> list[float]:
@@ -88,16 +95,41 @@ class TreeSampler:
             return
         todo_list = sorted(todo)
         prefixes = [trees[t].prompt_ids + trees[t].path_token_ids(n) for t, n in todo_list]
-        samples = self.engine.generate(prefixes, self.params.C, gen, seed=seed * 1_000_003 + depth)
-        for (t, n), group in zip(todo_list, samples):
-            seen: set[tuple[int, ...]] = set()
-            for sample in group:
-                key = tuple(sample.token_ids)
-                if key in seen:  # identical siblings add nothing but duplicate paths
-                    trees[t].stats["duplicate_children"] = trees[t].stats.get("duplicate_children", 0) + 1
-                    continue
-                seen.add(key)
+        base_seed = seed * 1_000_003 + depth
+        samples = self.engine.generate(prefixes, self.params.C, gen, seed=base_seed)
+        kept = [_distinct(group, []) for group in samples]
+        drawn = [len(group) for group in samples]
+        if self.params.siblings == SiblingRule.RESAMPLE:
+            self._resample(prefixes, kept, drawn, gen, base_seed)
+        for (t, n), children, n_drawn in zip(todo_list, kept, drawn):
+            stats = trees[t].stats
+            # identical siblings add nothing but duplicate paths: counted, then merged
+            if n_drawn > len(children):
+                stats["duplicate_children"] = stats.get("duplicate_children", 0) + n_drawn - len(children)
+            if n_drawn > self.params.C:
+                stats["sibling_retries"] = stats.get("sibling_retries", 0) + n_drawn - self.params.C
+            for sample in children:
                 self._add_child(trees[t], n, sample, depth)
+
+    def _resample(self, prefixes, kept: list[list[StepSample]], drawn: list[int], gen, base_seed: int) -> None:
+        """Re-draw the missing children of expansions short of C distinct ones, in place.
+
+        Each round is one engine call per missing count (all expansions of the chunk together, as
+        in the first draw), seeded from the expansion call's seed, the round and that count."""
+        C = self.params.C
+        for round_ in range(1, self.params.sibling_tries + 1):
+            by_missing: dict[int, list[int]] = {}
+            for i, children in enumerate(kept):
+                if len(children) < C:
+                    by_missing.setdefault(C - len(children), []).append(i)
+            if not by_missing:
+                return
+            for missing, idx in sorted(by_missing.items()):
+                retry_seed = derive_seed(base_seed, "siblings", round_, missing)
+                groups = self.engine.generate([prefixes[i] for i in idx], missing, gen, seed=retry_seed)
+                for i, group in zip(idx, groups):
+                    drawn[i] += len(group)
+                    kept[i] = _distinct(group, kept[i])
 
     def _add_child(self, tree: Tree, parent: int, sample: StepSample, depth: int) -> None:
         p = self.params
@@ -146,6 +178,18 @@ class TreeSampler:
         for (tree, leaf), (answer, correct) in zip(items, verdicts):
             tree.nodes[leaf].answer = answer
             tree.nodes[leaf].correct = bool(correct)
+
+
+def _distinct(samples: Sequence[StepSample], kept: list[StepSample]) -> list[StepSample]:
+    """``kept`` followed by the samples whose tokens are new, in draw order (first copy wins)."""
+    out = list(kept)
+    seen = {tuple(s.token_ids) for s in out}
+    for sample in samples:
+        key = tuple(sample.token_ids)
+        if key not in seen:
+            seen.add(key)
+            out.append(sample)
+    return out
 
 
 def tree_stats(tree: Tree) -> dict:

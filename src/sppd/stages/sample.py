@@ -39,6 +39,8 @@ def tree_params(cfg: RunConfig) -> TreeParams:
         selection_temperature=s.selection_temperature,
         delimiter=cfg.step.delimiter_text(),
         answer_pattern=cfg.step.answer_pattern,
+        siblings=s.siblings,
+        sibling_tries=s.sibling_tries,
     )
 
 
@@ -121,6 +123,19 @@ def summarize(trees: list[Tree]) -> dict:
         "correct_leaf_fraction": round(correct / max(len(leaves), 1), 4),
         "problems_with_correct_leaf": sum(1 for t in trees if any(t.nodes[k].correct for k in t.leaves())),
         "generated_tokens": sum(n.n_tokens for t in trees for n in t.nodes),
+        **sibling_counts(trees),
+    }
+
+
+def sibling_counts(trees: list[Tree]) -> dict:
+    """How many distinct children expansions produced (sample.siblings): step pairs need two."""
+    sizes = [len(t.root_children) for t in trees if t.root_children]
+    sizes += [len(n.children) for t in trees for n in t.nodes if n.children]
+    return {
+        "expansions": len(sizes),
+        "expansions_with_2plus_children": sum(1 for k in sizes if k >= 2),
+        "distinct_children_per_expansion": round(sum(sizes) / max(len(sizes), 1), 4),
+        "sibling_retries": sum(t.stats.get("sibling_retries", 0) for t in trees),
     }
 
 
@@ -133,8 +148,12 @@ def format_summary(summary: dict, path) -> str:
         "correct_leaf_fraction",
         "problems_with_correct_leaf",
         "generated_tokens",
+        "expansions",
+        "expansions_with_2plus_children",
+        "distinct_children_per_expansion",
+        "sibling_retries",
         "seconds",
         "tokens_per_s",
     ]
-    lines = [f"sample: wrote {path}"] + [f"  {k:28s} {summary[k]}" for k in keys if k in summary]
+    lines = [f"sample: wrote {path}"] + [f"  {k:32s} {summary[k]}" for k in keys if k in summary]
     return "\n".join(lines)
