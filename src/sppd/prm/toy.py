@@ -290,7 +290,7 @@ def train_toy_prm(
     if not examples:
         raise ValueError("no labelled paths: do the trees have complete paths and MC values?")
     start = time.perf_counter()
-    curve = _fit(prm, examples, cfg, seed, progress)
+    curve = fit_bce(prm, examples, cfg, seed, progress)
     prm.model.eval()
     metrics = {
         "train_problems": len(train_trees),
@@ -318,14 +318,26 @@ def _epochs(n_examples: int, batch_size: int, epochs: int, rng: random.Random) -
             yield Step([order[i : i + batch_size]])
 
 
-def _fit(prm: ToyPRM, examples: list[LabelledPath], cfg: PRMTrainConfig, seed: int, progress: bool) -> list[dict]:
-    """AdamW at a constant learning rate, gradient norm clipped to 1 (the shared step core,
-    :func:`sppd.train.steps.run_steps`); returns the per-epoch mean training loss."""
+def fit_bce(
+    prm,
+    examples: list[LabelledPath],
+    cfg: PRMTrainConfig,
+    seed: int,
+    progress: bool,
+    *,
+    weight_decay: float = 0.01,
+    schedule=None,
+    desc: str = "prm train",
+) -> list[dict]:
+    """BCE on step labels with AdamW, gradient norm clipped to 1, on the shared step core
+    (:func:`sppd.train.steps.run_steps`); ``schedule`` maps a step to its learning rate (None:
+    constant ``cfg.lr``). Used by the toy PRM and the HF value-head trainer. Returns the
+    per-epoch mean training loss (each entry also has the epoch's last step loss)."""
     from tqdm.auto import tqdm
 
-    optimizer = torch.optim.AdamW(prm.model.parameters(), lr=cfg.lr, weight_decay=0.01)
+    optimizer = torch.optim.AdamW(prm.model.parameters(), lr=cfg.lr, weight_decay=weight_decay)
     steps_per_epoch = math.ceil(len(examples) / cfg.batch_size)
-    bar = tqdm(total=cfg.epochs * steps_per_epoch, desc="prm train", unit="step", disable=not progress)
+    bar = tqdm(total=cfg.epochs * steps_per_epoch, desc=desc, unit="step", disable=not progress)
     curve: list[dict] = []
     losses: list[float] = []
 
@@ -337,11 +349,11 @@ def _fit(prm: ToyPRM, examples: list[LabelledPath], cfg: PRMTrainConfig, seed: i
         losses.append(result.sums["loss"].item())
         bar.set_postfix(loss=f"{losses[-1]:.4f}")
         if (result.step + 1) % steps_per_epoch == 0:
-            curve.append({"epoch": len(curve) + 1, "train_loss": sum(losses) / len(losses)})
+            curve.append({"epoch": len(curve) + 1, "train_loss": sum(losses) / len(losses), "last_loss": losses[-1]})
             losses.clear()
 
     steps = _epochs(len(examples), cfg.batch_size, cfg.epochs, random.Random(seed))
-    run_steps(prm.model, optimizer, steps, loss_fn, max_grad_norm=1.0, on_step=on_step, bar=bar)
+    run_steps(prm.model, optimizer, steps, loss_fn, schedule=schedule, max_grad_norm=1.0, on_step=on_step, bar=bar)
     bar.close()
     return curve
 

@@ -23,9 +23,8 @@ from __future__ import annotations
 
 import json
 import math
-import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +34,11 @@ from torch import nn
 
 from sppd.prm.hf_common import HFPRMOptions, quiet_transformers, read_prefixed_tensors, resolve_folder
 from sppd.prm.skywork import HEAD_PREFIX, Qwen2ValueHeadModel, SkyworkPRM, skywork_bos
-from sppd.prm.toy import LabelledPath, bce_loss, labelled_paths, split_by_problem
+from sppd.prm.toy import LabelledPath, fit_bce, labelled_paths, split_by_problem
 from sppd.records import Tree
 from sppd.runtime import resolve_device
 from sppd.settings import PRMTrainConfig
 from sppd.train.schedule import cosine_lr, warmup_steps
-from sppd.train.steps import Step, StepResult, run_steps
 from sppd.types import DType, PRMLabel
 
 META_FILE = "sppd_prm.json"
@@ -122,51 +120,21 @@ def train_value_head_prm(
     return prm, metrics
 
 
-def _batches(n_examples: int, batch_size: int, epochs: int, rng: random.Random) -> Iterator[Step]:
-    for _ in range(epochs):
-        order = list(range(n_examples))
-        rng.shuffle(order)
-        for i in range(0, n_examples, batch_size):
-            yield Step([order[i : i + batch_size]])
-
-
 def fit(prm: SkyworkPRM, examples: list[LabelledPath], cfg: PRMTrainConfig, seed: int, progress: bool) -> list[dict]:
-    """AdamW on warmup + cosine decay from ``cfg.lr``, gradient norm clipped to 1; returns the
-    per-epoch mean training loss (each entry also has the epoch's last step loss)."""
-    from tqdm.auto import tqdm
-
-    optimizer = torch.optim.AdamW(prm.model.parameters(), lr=cfg.lr, weight_decay=0.0)
-    steps_per_epoch = math.ceil(len(examples) / cfg.batch_size)
-    total = cfg.epochs * steps_per_epoch
+    """The toy PRM's trainer (:func:`sppd.prm.toy.fit_bce`) with warmup + cosine decay from
+    ``cfg.lr`` and no weight decay (the backbone is a pretrained model, not a from-scratch toy)."""
+    total = cfg.epochs * math.ceil(len(examples) / cfg.batch_size)
     warmup = warmup_steps(total, cfg.warmup_ratio)
-    bar = tqdm(total=total, desc="prm train (hf)", unit="step", disable=not progress)
-    curve: list[dict] = []
-    losses: list[float] = []
-
-    def loss_fn(batch: list[int]) -> tuple[torch.Tensor, dict]:
-        loss = bce_loss(prm, [examples[j] for j in batch])
-        return loss, {"loss": loss}
-
-    def on_step(result: StepResult) -> None:
-        losses.append(result.sums["loss"].item())
-        bar.set_postfix(loss=f"{losses[-1]:.4f}")
-        if (result.step + 1) % steps_per_epoch == 0:
-            curve.append({"epoch": len(curve) + 1, "train_loss": sum(losses) / len(losses), "last_loss": losses[-1]})
-            losses.clear()
-
-    steps = _batches(len(examples), cfg.batch_size, cfg.epochs, random.Random(seed))
-    run_steps(
-        prm.model,
-        optimizer,
-        steps,
-        loss_fn,
+    return fit_bce(
+        prm,
+        examples,
+        cfg,
+        seed,
+        progress,
+        weight_decay=0.0,
         schedule=lambda step: cosine_lr(step, cfg.lr, total, warmup),
-        max_grad_norm=1.0,
-        on_step=on_step,
-        bar=bar,
+        desc="prm train (hf)",
     )
-    bar.close()
-    return curve
 
 
 def label_agreement(prm: SkyworkPRM, examples: Sequence[LabelledPath]) -> dict[str, Any]:
