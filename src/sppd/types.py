@@ -174,4 +174,4 @@ class ToyErrorModel(StrEnum):
     """Which slips the toy pretraining corpus makes (``toy.world.error_model``)."""
 
     V1 = "v1"  # one slip per step, nearly always larger (c+1, c+10, sign dropped): "smaller is right" predicts pairs
-    V2 = "v2"  # several slips per step, both directions (±1, ±10, sign, digit swap, operand, operator), one at random
+    V2 = "v2"  # slips of several kinds, both directions (±1, ±10, sign, digit swap, operator), one per step by hash

@@ -36,6 +36,12 @@ class ToyWorldConfig:
     # v1: the one slip per step named above; v2: any of several slips, both directions (``world.slip_candidates``).
     # Left out of the base-model hash at v1, so existing cached models keep their names.
     error_model: ToyErrorModel = ToyErrorModel.V1
+    # Added with v2 (0 = off, the v1 corpus): carrying additions and borrowing subtractions that are not
+    # hard err at this rate, so a correct step followed by such steps has a value strictly below 1.
+    corrupt_medium_rate: float = 0.0
+    # Share of corpus step lines written without the rewritten state: correct, but later steps must
+    # then find the state in earlier lines, so two correct sibling steps can differ in value.
+    terse_rate: float = 0.0
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_ops <= self.max_ops:
@@ -50,7 +56,7 @@ class ToyWorldConfig:
             raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
         if not 0.0 <= self.val_fraction < 1.0 - self.test_fraction:
             raise ValueError(f"val_fraction must be in [0, 1 - test_fraction), got {self.val_fraction}")
-        for name in ("corrupt_hard_rate", "corrupt_easy_rate"):
+        for name in ("corrupt_hard_rate", "corrupt_easy_rate", "corrupt_medium_rate", "terse_rate"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
 

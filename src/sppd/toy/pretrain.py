@@ -45,7 +45,7 @@ from sppd.train.steps import Step, StepResult, run_steps
 COMPLETE_MARKER = "COMPLETE"
 IGNORE_INDEX = -100
 # (section, field) of ToyPretrainConfig added after the base-model hash was fixed: left out at their default
-ADDED_LATER = (("world", "error_model"),)
+ADDED_LATER = (("world", "error_model"), ("world", "corrupt_medium_rate"), ("world", "terse_rate"))
 
 
 def config_hash(cfg: ToyPretrainConfig) -> str:

@@ -63,12 +63,13 @@ class Step:
     b: int
     result: int
     state: str
+    terse: bool = False  # the line leaves out the rewritten state (``ToyWorldConfig.terse_rate``)
 
     def line(self, k: int) -> str:
         """The step's text as line ``k`` (1-based) of a solution, without the delimiter."""
         text = f"Step {k}: {self.a}{self.op}{self.b}={self.result}"
         # A fully reduced state is just the result: repeating it would add nothing.
-        return text if self.state == str(self.result) else f"{text}, {self.state}"
+        return text if self.terse or self.state == str(self.result) else f"{text}, {self.state}"
 
 
 # --- expressions: numbers and operators, never eval ------------------------------------------
@@ -169,7 +170,7 @@ def prompt_text(question: str) -> str:
 
 
 def plausible_error(a: int, op: str, b: int, cfg: ToyWorldConfig) -> tuple[bool, int]:
-    """``(is_hard, wrong_value)`` for step ``a op b``: the one mistake the corpus makes there.
+    """``(is_hard, wrong_value)`` for step ``a op b``: the one mistake the v1 corpus makes there.
 
     Hard steps get a classic slip (tens digit, borrow, carry, sign); easy ones an off-by-one.
     The wrong value always differs from the right one.
@@ -185,6 +186,23 @@ def plausible_error(a: int, op: str, b: int, cfg: ToyWorldConfig) -> tuple[bool,
     if op == "+" and cfg.hard_carry and a >= 0 and a % 10 + b % 10 >= 10:
         return True, c - 10
     return False, c + 1
+
+
+def is_medium(a: int, op: str, b: int) -> bool:
+    """A carrying addition or a borrowing subtraction (of a non-negative left operand): the steps
+    that err at ``corrupt_medium_rate`` when they are not hard."""
+    if a < 0 or op == "*":
+        return False
+    return a % 10 + b % 10 >= 10 if op == "+" else a % 10 < b % 10
+
+
+def step_error_rate(a: int, op: str, b: int, cfg: ToyWorldConfig) -> float:
+    """P(the corpus errs at step ``a op b`` | no error yet): the hard, medium or easy rate."""
+    if plausible_error(a, op, b, cfg)[0]:
+        return cfg.corrupt_hard_rate
+    if cfg.corrupt_medium_rate and is_medium(a, op, b):
+        return cfg.corrupt_medium_rate
+    return cfg.corrupt_easy_rate
 
 
 def slip_candidates(nums: list[int], ops: list[str], i: int) -> dict[str, list[int]]:
@@ -219,18 +237,43 @@ def slip_candidates(nums: list[int], ops: list[str], i: int) -> dict[str, list[i
     return out
 
 
+def consistent_slip(nums: list[int], ops: list[str], i: int) -> int:
+    """The v2 corpus's wrong value for reducing ``nums[i] ops[i] nums[i+1]``: a kind, then one of
+    its values, drawn by a hash of the step (and of whether it opens the expression).
+
+    The same step always gets the same slip, as a person's misremembered fact would: a model that
+    learns the corpus then prefers that wrong value where the corpus errs more often than not, so
+    its greedy answer is wrong there and self-training has something to fix (a fresh slip at every
+    occurrence would leave the right value the most common one). Which kind a step gets varies
+    from step to step, so across steps the slips still go both ways (see ``slip_candidates``)."""
+    a, op, b = nums[i], ops[i], nums[i + 1]
+    kinds = slip_candidates(nums, ops, i)
+    # the operand slip depends on the rest of the expression: not a property of the step itself
+    kinds = {kind: values for kind, values in kinds.items() if kind != "operand"} or kinds
+    rng = random.Random(f"toy-slip-{a}{op}{b}-{i == 0}")
+    kind = rng.choice(sorted(kinds))
+    if kind == "sign" and apply_op(a, op, b) < 0 and len(kinds) > 1 and rng.random() < 0.5:
+        # Hard steps are mostly subtractions crossing zero, so a full share of sign slips there would
+        # make "the side with the minus is right" a shortcut again (measured 192 vs 39 pairs).
+        kind = rng.choice(sorted(set(kinds) - {"sign"}))
+    return rng.choice(kinds[kind])
+
+
 def corrupt_steps(question: str, cfg: ToyWorldConfig, rng: random.Random) -> tuple[list[Step], int | None]:
     """A corpus solution: correct steps, except that at most one step may err.
 
     Which steps are hard (and so err at ``corrupt_hard_rate``) is the same under both error
-    models; the wrong value is ``plausible_error``'s under v1 and a random ``slip_candidates``
-    value under v2 (v1 draws nothing more from ``rng``, so its corpus is unchanged).
+    models; the wrong value is ``plausible_error``'s under v1 and ``consistent_slip``'s under v2.
+    Steps that carry or borrow err at ``corrupt_medium_rate`` when it is set, and each line
+    leaves out the rewritten state with probability ``terse_rate``: a correct but riskier way to
+    write a step, since later steps must then find the state in earlier lines (both 0 by default,
+    drawing nothing from ``rng``, so the v1 corpus is unchanged).
 
-    Walking the canonical order, each step errs with the hard or easy rate until one has erred;
-    the wrong value then replaces the right one in the expression and later steps are computed
-    correctly from it, so the error reaches the answer (with operands >= 1 and at most two
-    factors per product it always changes the answer). Returns the steps and the 0-based index
-    of the wrong step (``None`` when the solution is clean).
+    Walking the canonical order, each step errs with its rate until one has erred; the wrong value
+    then replaces the right one in the expression and later steps are computed correctly from it,
+    so the error reaches the answer (with operands >= 1 and at most two factors per product it
+    always changes the answer). Returns the steps and the 0-based index of the wrong step
+    (``None`` when the solution is clean).
     """
     nums, ops = parse_expr(question) or ([], [])
     if not nums:
@@ -241,15 +284,15 @@ def corrupt_steps(question: str, cfg: ToyWorldConfig, rng: random.Random) -> tup
         i = next_op_index(ops)
         a, op, b = nums[i], ops[i], nums[i + 1]
         result = apply_op(a, op, b)
-        if wrong_at is None:
-            hard, wrong = plausible_error(a, op, b, cfg)
-            if rng.random() < (cfg.corrupt_hard_rate if hard else cfg.corrupt_easy_rate):
-                if cfg.error_model == ToyErrorModel.V2:  # a kind at random, then one of its values
-                    kinds = slip_candidates(nums, ops, i)
-                    wrong = rng.choice(kinds[rng.choice(sorted(kinds))])
-                result, wrong_at = wrong, len(steps)
+        if wrong_at is None and rng.random() < step_error_rate(a, op, b, cfg):
+            if cfg.error_model == ToyErrorModel.V2:
+                result = consistent_slip(nums, ops, i)
+            else:
+                result = plausible_error(a, op, b, cfg)[1]
+            wrong_at = len(steps)
+        terse = cfg.terse_rate > 0 and rng.random() < cfg.terse_rate
         nums, ops = reduce_at(nums, ops, i, result)
-        steps.append(Step(a, op, b, result, render_expr(nums, ops)))
+        steps.append(Step(a, op, b, result, render_expr(nums, ops), terse))
     return steps, wrong_at
 
 
