@@ -150,8 +150,8 @@ def test_v2_is_a_config_choice_with_its_own_base_model():
     from sppd.settings import load_run_config
     from sppd.toy.pretrain import config_hash
 
-    v1 = load_run_config("toy-tiny").toy
-    v2 = load_run_config("toy-tiny", ["toy.world.error_model=v2"]).toy
+    v1 = load_run_config("toy-tiny", ["toy.world.error_model=v1"]).toy
+    v2 = load_run_config("toy-tiny").toy
     assert v2.world.error_model is ToyErrorModel.V2
     assert config_hash(v2) != config_hash(v1) == config_hash(replace(v1, world=replace(v1.world)))
     with pytest.raises((SppdError, ValueError), match="error_model"):
