@@ -79,8 +79,35 @@ def build_parser() -> argparse.ArgumentParser:
     for group, (group_help, actions) in GROUPS.items():
         group_sub = sub.add_parser(group, help=group_help).add_subparsers(dest="action", required=True)
         for name, (_, help_text) in actions.items():
-            _add_stage_args(group_sub.add_parser(name, help=help_text))
+            action = group_sub.add_parser(name, help=help_text)
+            _add_stage_args(action)
+            if (group, name) in ACTION_ARGS:
+                ACTION_ARGS[group, name](action)
     return parser
+
+
+def _add_pretrain_args(p: argparse.ArgumentParser) -> None:
+    """``sppd toy pretrain --verify | --ship``; the stage's ``main`` takes them as keywords."""
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--verify",
+        action="store_true",
+        help="pretrain from scratch in a temporary folder and compare with the shipped checkpoint "
+        "(exit 1 when a tensor differs beyond --tolerance, 2 when none is shipped for this config)",
+    )
+    mode.add_argument(
+        "--ship",
+        action="store_true",
+        help="copy the cached (else freshly trained) base model into the shipped checkpoints",
+    )
+    p.add_argument(
+        "--tolerance", type=float, default=1e-5, help="--verify: max |difference| per tensor (default 1e-5)"
+    )
+    p.set_defaults(stage_kwargs=("verify", "ship", "tolerance"))
+
+
+# (group, action) -> adds that action's own flags; ``stage_kwargs`` names those its ``main`` takes
+ACTION_ARGS = {("toy", "pretrain"): _add_pretrain_args}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -132,7 +159,7 @@ def _run(args: argparse.Namespace) -> int:
         return _dry_run(cfg)
     previous = common.set_rerun_stale(args.rerun_stale or common.rerun_stale())
     try:
-        importlib.import_module(module).main(cfg)
+        importlib.import_module(module).main(cfg, **{k: getattr(args, k) for k in getattr(args, "stage_kwargs", ())})
     finally:
         common.set_rerun_stale(previous)
     return 0

@@ -4,7 +4,8 @@
 step core :func:`sppd.train.steps.run_steps` and schedule :func:`sppd.train.schedule.cosine_lr`),
 evaluates greedy accuracy on a fixed held-out test subset as it goes, and writes an HF model
 folder with the tokenizer, ``curve.jsonl``, ``curve.png`` and ``pretrain.json``. ``cached_base_model``
-returns such a folder for a config, training it only when no complete one exists.
+returns such a folder for a config, copying the package's shipped checkpoint (:mod:`sppd.toy.shipped`)
+or else training it only when no complete one exists.
 
 It shares the optimizer-step core with the SFT/DPO loop but not that loop's outer part
 (:func:`sppd.train.loop.train_loop`): its data order (a torch-seeded permutation per epoch,
@@ -24,6 +25,7 @@ import json
 import os
 import random
 import shutil
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -37,6 +39,7 @@ from sppd.records import Problem
 from sppd.toy.checker import check_answer
 from sppd.toy.config import ToyPretrainConfig, ToyWorldConfig
 from sppd.toy.model import build_toy_model, count_parameters
+from sppd.toy.shipped import copy_checkpoint, shipped_checkpoint
 from sppd.toy.tokenizer import build_toy_tokenizer
 from sppd.toy.world import corpus_text, generate_problems, prompt_text, sample_questions
 from sppd.train.schedule import cosine_lr
@@ -278,12 +281,16 @@ def _remove_stale_tmp(cache_root: Path, name: str) -> None:
             pass
 
 
-def cached_base_model(cfg: ToyPretrainConfig, cache_root: str | Path, progress: bool = True) -> Path:
-    """Folder of the base model for ``cfg`` under ``cache_root``, trained only if missing.
+def cached_base_model(
+    cfg: ToyPretrainConfig, cache_root: str | Path, progress: bool = True, use_shipped: bool = True
+) -> Path:
+    """Folder of the base model for ``cfg`` under ``cache_root``, made only if missing.
 
     The folder is keyed by ``config_hash(cfg)`` and counts as complete once its marker file
-    exists; the marker is written last, and training happens in a private temporary folder
+    exists; the marker is written last, and the folder is made in a private temporary folder
     that is renamed into place, so a killed run never leaves a folder that looks complete.
+    A missing folder is copied from the package's shipped checkpoint of that hash when there is
+    one (and ``use_shipped``), else pretrained.
     """
     cache_root = Path(cache_root)
     final = cache_root / f"toy-base-{config_hash(cfg)}"
@@ -292,7 +299,17 @@ def cached_base_model(cfg: ToyPretrainConfig, cache_root: str | Path, progress: 
     _remove_stale_tmp(cache_root, final.name)
     tmp = cache_root / f".tmp-{final.name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    run_pretrain(cfg, tmp, progress=progress)
+    source = shipped_checkpoint(final.name) if use_shipped else None
+    if source is not None:
+        cache_root.mkdir(parents=True, exist_ok=True)
+        copy_checkpoint(source, tmp)
+        print(
+            f"sppd: using the shipped toy base model {source.name} (no pretraining); "
+            "`sppd toy pretrain --verify` with this config retrains it and compares",
+            file=sys.stderr,
+        )
+    else:
+        run_pretrain(cfg, tmp, progress=progress)
     (tmp / COMPLETE_MARKER).write_text(config_hash(cfg) + "\n")
     if (final / COMPLETE_MARKER).exists():  # another process finished first: keep theirs
         shutil.rmtree(tmp, ignore_errors=True)
