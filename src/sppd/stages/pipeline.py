@@ -4,9 +4,9 @@
 SFT-PRM -> DPO-PRM (from and referenced to SFT) -> SPPD step-DPO with the dynamic margin (from
 DPO) -> Stage 2 (resample with the SPPD model, score, build, step-DPO again), evaluating after
 every stage. Ablations from the same DPO-PRM model and data: fixed and no margin (Table 4) and a
-gamma sweep (Figure 2); on the toy world a control row continues pretraining for the same
-compute. Every stage writes its own folder and is skipped when complete, so a killed pipeline
-resumes where it stopped. ``report.md`` is written from the numbers of this run only.
+gamma sweep (Figure 2; ``sppd.stages.ablations``); on the toy world a control row continues
+pretraining for the same compute. Every stage writes its own folder and is skipped when
+complete, so a killed pipeline resumes where it stopped. ``report.md`` is written from the numbers of this run only.
 
 Each stage run is a ``launch.StageCall`` (step name, stage, fully resolved config) whose folders
 come from ``sppd.layout``; ``pipeline.launcher`` decides whether it runs in this process or as
@@ -25,12 +25,13 @@ from sppd import runtime
 from sppd.config import ConfigError
 from sppd.io import StageDir, atomic_write_json
 from sppd.layout import RunLayout
-from sppd.records import SFTExample, StepPair
+from sppd.records import SFTExample
 from sppd.report_rows import ReportRow, RowKind, save_rows
 from sppd.settings import LAUNCHED_STAGES, RunConfig, TrainConfig
 from sppd.stages import common, launch
+from sppd.stages.ablations import run_ablations
 from sppd.stages.launch import StageCall
-from sppd.types import NO_PRM, Launcher, MarginMode, Objective, Stage2Init
+from sppd.types import NO_PRM, Launcher, Objective, Stage2Init
 
 
 class Timer:
@@ -224,7 +225,7 @@ class Pipeline:
         dpo_row = chain[-1][0]  # +DPO-PRM, or Base where the sentence-level warm-up is skipped
         self.evaluate("+SPPD", RowKind.SPPD, sppd, dpo_row)
         chain.append(("+SPPD", sppd))
-        self.ablations(data / "step_pairs", dpo, sppd, dpo_row)
+        run_ablations(self, data / "step_pairs", dpo, sppd, dpo_row)
         if self.task.synthetic and p.control:  # the control continues pretraining on the world's corpus
             self.control(base)
         model = self.stage2_start(chain) if p.stages >= 2 else sppd
@@ -237,36 +238,6 @@ class Pipeline:
             self.evaluate(f"+SPPD-Stage{stage}", RowKind.STAGE, model, prev)
             prev = f"+SPPD-Stage{stage}"
         return self.summary()
-
-    def ablations(self, pairs: Path, dpo: str, sppd: str, dpo_row: str) -> None:
-        """Table 4 (dynamic vs fixed vs no margin) and Figure 2 (gamma sweep), all from DPO-PRM.
-
-        Every row of both is evaluated with the same N (``ablation_eval_samples``): the SPPD model
-        is evaluated again as ``ablation/dynamic margin`` when that N differs from the main table's,
-        so no MAJ@N column mixes two N.
-        """
-        p = self.cfg.pipeline
-        n = p.ablation_eval_samples or None
-        step = p.step_dpo
-        if not (p.margin_ablation or p.gammas):
-            return
-        start = "ablation/start"  # the common start, at the same N (the deltas' base)
-        self.evaluate(start, RowKind.ABLATION_START, dpo, dpo_row, n)
-        self.evaluate("ablation/dynamic margin", RowKind.ABLATION, sppd, start, n, margin=MarginMode.DYNAMIC)
-        if p.margin_ablation:
-            mean_margin = step.gamma * (mean_value_gap(pairs) if self.plan is None else 0.0)  # dry run: unknown
-            fixed = self.train(
-                "stage1/ablate-fixed", step, pairs, dpo, margin=MarginMode.FIXED, fixed_margin=round(mean_margin, 6)
-            )
-            self.evaluate("ablation/fixed margin", RowKind.ABLATION, fixed, start, n, margin=MarginMode.FIXED)
-            none = self.train("stage1/ablate-none", step, pairs, dpo, margin=MarginMode.NONE)
-            self.evaluate("ablation/no margin", RowKind.ABLATION, none, start, n, margin=MarginMode.NONE)
-        for gamma in p.gammas:
-            if gamma == step.gamma and step.margin == MarginMode.DYNAMIC:
-                model = sppd  # the SPPD run itself: evaluate() reuses its evaluation at this N
-            else:
-                model = self.train(f"stage1/gamma-{gamma:g}", step, pairs, dpo, margin=MarginMode.DYNAMIC, gamma=gamma)
-            self.evaluate(f"gamma/{gamma:g}", RowKind.GAMMA, model, start, n, gamma=gamma)
 
     def control(self, base: str) -> None:
         """Continue pretraining on the (noisy) base corpus for as many tokens as self-training used."""
@@ -308,13 +279,6 @@ def check_sources(cfg: RunConfig):
     if cfg.pipeline.val_benchmark:
         benchmark_task(cfg, cfg.pipeline.val_benchmark, key="pipeline.val_benchmark")
     return training_task(cfg)[0]
-
-
-def mean_value_gap(pairs: Path) -> float:
-    """Mean V(s_w) - V(s_l) over a step-pair folder: the fixed margin that matches the dynamic one on average."""
-    records = (StepPair.from_dict(obj, where) for where, obj in StageDir(pairs).iter_records())
-    gaps = [r.chosen_value - r.rejected_value for r in records]
-    return sum(gaps) / max(len(gaps), 1)
 
 
 def _train_tokens(folder: Path) -> int:
