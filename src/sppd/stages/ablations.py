@@ -1,6 +1,7 @@
 """Stage 1's ablations of the pipeline: Table 4 (dynamic vs fixed vs no margin) and Figure 2 (a
 gamma sweep), each a step-DPO run from the same start model (+DPO-PRM) on the same step pairs as
-+SPPD, so a row differs from +SPPD in its margin alone.
++SPPD, so a row differs from +SPPD in its margin alone. The pairs are the base model's Stage-1
+pairs, or on-policy ones with ``pipeline.step_pairs_from=start`` (``Pipeline.step_pairs``).
 """
 
 from __future__ import annotations

@@ -5,8 +5,10 @@ SFT-PRM -> DPO-PRM (from and referenced to SFT) -> SPPD step-DPO with the dynami
 DPO) -> Stage 2 (resample with the SPPD model, score, build, step-DPO again), evaluating after
 every stage. Ablations from the same DPO-PRM model and data: fixed and no margin (Table 4) and a
 gamma sweep (Figure 2; ``sppd.stages.ablations``); on the toy world a control row continues
-pretraining for the same compute. Every stage writes its own folder and is skipped when
-complete, so a killed pipeline resumes where it stopped. ``report.md`` is written from the numbers of this run only.
+pretraining for the same compute. With ``pipeline.step_pairs_from=start`` the step-DPO runs of
+Stage 1 learn from on-policy pairs: trees the DPO-PRM model samples anew (``stage1-onpolicy``).
+Every stage writes its own folder and is skipped when complete, so a killed pipeline resumes
+where it stopped. ``report.md`` is written from the numbers of this run only.
 
 Each stage run is a ``launch.StageCall`` (step name, stage, fully resolved config) whose folders
 come from ``sppd.layout``; ``pipeline.launcher`` decides whether it runs in this process or as
@@ -24,14 +26,14 @@ from pathlib import Path
 from sppd import runtime
 from sppd.config import ConfigError
 from sppd.io import StageDir, atomic_write_json
-from sppd.layout import RunLayout
+from sppd.layout import STAGE1_ONPOLICY, RunLayout
 from sppd.records import SFTExample
 from sppd.report_rows import ReportRow, RowKind, save_rows
 from sppd.settings import LAUNCHED_STAGES, RunConfig, TrainConfig
 from sppd.stages import common, launch
 from sppd.stages.ablations import run_ablations
 from sppd.stages.launch import StageCall
-from sppd.types import NO_PRM, Launcher, Objective, Stage2Init
+from sppd.types import NO_PRM, Launcher, Objective, Stage2Init, StepPairsFrom
 
 
 class Timer:
@@ -90,12 +92,13 @@ class Pipeline:
             return call.out
         return self.timer.run(step, lambda: launch.run(call))
 
-    def sample(self, stage: str, model: str, when: str = "") -> Path:
+    def sample(self, stage: str, model: str, when: str = "", seed_of: str = "") -> Path:
+        """Trees of ``model`` in ``stage``'s folder, seeded as stage ``seed_of`` (default: ``stage``)."""
         c = self.cfg
         out = self.layout.stage_trees(stage)
         cfg = dataclasses.replace(
             c,
-            seed=runtime.derive_seed(c.seed, stage),
+            seed=runtime.derive_seed(c.seed, seed_of or stage),
             model=dataclasses.replace(c.model, path=model),
             sample=dataclasses.replace(c.sample, out=str(out)),
         )
@@ -221,11 +224,12 @@ class Pipeline:
             dpo = self.train("stage1/dpo", p.dpo, data / "dpo", sft)
             self.evaluate("+DPO-PRM", RowKind.DPO, dpo, "SFT-PRM")
             chain += [("SFT-PRM", sft), ("+DPO-PRM", dpo)]
-        sppd = self.train("stage1/sppd", p.step_dpo, data / "step_pairs", dpo)
         dpo_row = chain[-1][0]  # +DPO-PRM, or Base where the sentence-level warm-up is skipped
+        pairs = self.step_pairs(data, dpo, dpo_row, base)
+        sppd = self.train("stage1/sppd", p.step_dpo, pairs, dpo)
         self.evaluate("+SPPD", RowKind.SPPD, sppd, dpo_row)
         chain.append(("+SPPD", sppd))
-        run_ablations(self, data / "step_pairs", dpo, sppd, dpo_row)
+        run_ablations(self, pairs, dpo, sppd, dpo_row)
         if self.task.synthetic and p.control:  # the control continues pretraining on the world's corpus
             self.control(base)
         model = self.stage2_start(chain) if p.stages >= 2 else sppd
@@ -238,6 +242,26 @@ class Pipeline:
             self.evaluate(f"+SPPD-Stage{stage}", RowKind.STAGE, model, prev)
             prev = f"+SPPD-Stage{stage}"
         return self.summary()
+
+    def step_pairs(self, data: Path, start: str, start_row: str, base: str) -> Path:
+        """The step pairs Stage 1's step-DPO runs train on (``pipeline.step_pairs_from``).
+
+        ``start``: new trees ``start`` samples on the Stage-1 problems (the Stage-1 seed draws the
+        same generated problems), scored and built like Stage 1's. Where Base is the start model,
+        the Stage-1 trees already are its own (resampled with that seed they would be the same).
+        """
+        if self.cfg.pipeline.step_pairs_from is StepPairsFrom.BASE:
+            return data / "step_pairs"
+        if start == base:
+            self.notes.append("step_pairs_from=start: Base is the step-DPO start model, so its Stage-1 pairs are used")
+            return data / "step_pairs"
+        when = f"on-policy step pairs (pipeline.step_pairs_from=start): sampled by {start_row}, {start}"
+        trees = self.sample(STAGE1_ONPOLICY, start, when, seed_of="stage1")
+        self.notes.append(
+            f"Stage 1's step-DPO runs train on on-policy step pairs: trees {start_row} sampled on the "
+            f"Stage-1 problems ({STAGE1_ONPOLICY}/)"
+        )
+        return self.score_and_build(STAGE1_ONPOLICY, trees, when) / "step_pairs"
 
     def control(self, base: str) -> None:
         """Continue pretraining on the (noisy) base corpus for as many tokens as self-training used."""
