@@ -18,6 +18,10 @@ from pathlib import Path
 from sppd.settings import RunConfig
 from sppd.types import NO_PRM, Objective
 
+# Stage 1's on-policy trees (pipeline.step_pairs_from=start): a pipeline stage of its own, so its
+# trees/, scored/ and data/ lie in <run_dir>/stage1-onpolicy/ next to stage1/
+STAGE1_ONPOLICY = "stage1-onpolicy"
+
 # the training set each objective reads: one folder per set under the build output
 DATA_SETS: dict[Objective, str] = {Objective.SFT: "sft", Objective.DPO: "dpo", Objective.STEP_DPO: "step_pairs"}
 
@@ -67,7 +71,7 @@ class RunLayout:
 
     # -- the pipeline ---------------------------------------------------------------------
     def stage_trees(self, stage: str) -> Path:
-        """``stage``: ``stage1``, ``stage2``, ..."""
+        """``stage``: ``stage1``, ``stage2``, ... (``STAGE1_ONPOLICY`` too)"""
         return self.root / stage / "trees"
 
     def stage_scored(self, stage: str) -> Path:

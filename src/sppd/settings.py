@@ -37,6 +37,7 @@ from sppd.types import (
     Stage2Init,
     StepDelimiter,
     StepPairMode,
+    StepPairsFrom,
 )
 
 
@@ -306,6 +307,11 @@ class PipelineConfig:
     val_benchmark: str = ""  # held-out set for model selection, greedy only (toy: toy-val; "" = none)
     val_problems: int = 400  # problems of val_benchmark
     stage2_init: Stage2Init = Stage2Init.BEST_VAL  # the model Stage 2 resamples with
+    # Whose step pairs Stage 1's step-DPO runs (+SPPD, ablate-fixed/none, gamma-*) train on. base: the
+    # base model's Stage-1 trees (the paper), which the DPO-PRM model mostly ranks right already.
+    # start: on-policy pairs from new trees their start model (+DPO-PRM) samples on the same problems,
+    # scored and built like Stage 1's (stage1-onpolicy/): one more sample + score + build.
+    step_pairs_from: StepPairsFrom = StepPairsFrom.BASE
     # How each stage runs. inprocess: in the pipeline's process (the toy default). python: each stage
     # as one plain `python -m sppd <stage> -c <run_dir>/launch/<step>.yaml` process. accelerate: each
     # stage under `accelerate launch`, so vLLM and a DeepSpeed trainer never share a process; there

@@ -162,6 +162,13 @@ class Stage2Init(StrEnum):
     SPPD = "sppd"  # the Stage-1 SPPD model (also the fallback when no val_benchmark is set)
 
 
+class StepPairsFrom(StrEnum):
+    """Whose trees Stage 1's step-DPO runs (+SPPD, margin ablations, gamma sweep) learn from."""
+
+    BASE = "base"  # the Stage-1 trees the base model sampled (the paper's recipe)
+    START = "start"  # new trees their start model (+DPO-PRM, or Base) samples on the same problems: on-policy
+
+
 class Launcher(StrEnum):
     """How the pipeline runs a stage (``pipeline.launcher``, per stage ``pipeline.stage_launcher``)."""
 

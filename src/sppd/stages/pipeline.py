@@ -4,9 +4,11 @@
 SFT-PRM -> DPO-PRM (from and referenced to SFT) -> SPPD step-DPO with the dynamic margin (from
 DPO) -> Stage 2 (resample with the SPPD model, score, build, step-DPO again), evaluating after
 every stage. Ablations from the same DPO-PRM model and data: fixed and no margin (Table 4) and a
-gamma sweep (Figure 2); on the toy world a control row continues pretraining for the same
-compute. Every stage writes its own folder and is skipped when complete, so a killed pipeline
-resumes where it stopped. ``report.md`` is written from the numbers of this run only.
+gamma sweep (Figure 2; ``sppd.stages.ablations``); on the toy world a control row continues
+pretraining for the same compute. With ``pipeline.step_pairs_from=start`` the step-DPO runs of
+Stage 1 learn from on-policy pairs: trees the DPO-PRM model samples anew (``stage1-onpolicy``).
+Every stage writes its own folder and is skipped when complete, so a killed pipeline resumes
+where it stopped. ``report.md`` is written from the numbers of this run only.
 
 Each stage run is a ``launch.StageCall`` (step name, stage, fully resolved config) whose folders
 come from ``sppd.layout``; ``pipeline.launcher`` decides whether it runs in this process or as
@@ -24,13 +26,14 @@ from pathlib import Path
 from sppd import runtime
 from sppd.config import ConfigError
 from sppd.io import StageDir, atomic_write_json
-from sppd.layout import RunLayout
-from sppd.records import SFTExample, StepPair
+from sppd.layout import STAGE1_ONPOLICY, RunLayout
+from sppd.records import SFTExample
 from sppd.report_rows import ReportRow, RowKind, save_rows
 from sppd.settings import LAUNCHED_STAGES, RunConfig, TrainConfig
 from sppd.stages import common, launch
+from sppd.stages.ablations import run_ablations
 from sppd.stages.launch import StageCall
-from sppd.types import NO_PRM, Launcher, MarginMode, Objective, Stage2Init
+from sppd.types import NO_PRM, Launcher, Objective, Stage2Init, StepPairsFrom
 
 
 class Timer:
@@ -89,12 +92,13 @@ class Pipeline:
             return call.out
         return self.timer.run(step, lambda: launch.run(call))
 
-    def sample(self, stage: str, model: str, when: str = "") -> Path:
+    def sample(self, stage: str, model: str, when: str = "", seed_of: str = "") -> Path:
+        """Trees of ``model`` in ``stage``'s folder, seeded as stage ``seed_of`` (default: ``stage``)."""
         c = self.cfg
         out = self.layout.stage_trees(stage)
         cfg = dataclasses.replace(
             c,
-            seed=runtime.derive_seed(c.seed, stage),
+            seed=runtime.derive_seed(c.seed, seed_of or stage),
             model=dataclasses.replace(c.model, path=model),
             sample=dataclasses.replace(c.sample, out=str(out)),
         )
@@ -220,11 +224,12 @@ class Pipeline:
             dpo = self.train("stage1/dpo", p.dpo, data / "dpo", sft)
             self.evaluate("+DPO-PRM", RowKind.DPO, dpo, "SFT-PRM")
             chain += [("SFT-PRM", sft), ("+DPO-PRM", dpo)]
-        sppd = self.train("stage1/sppd", p.step_dpo, data / "step_pairs", dpo)
         dpo_row = chain[-1][0]  # +DPO-PRM, or Base where the sentence-level warm-up is skipped
+        pairs = self.step_pairs(data, dpo, dpo_row, base)
+        sppd = self.train("stage1/sppd", p.step_dpo, pairs, dpo)
         self.evaluate("+SPPD", RowKind.SPPD, sppd, dpo_row)
         chain.append(("+SPPD", sppd))
-        self.ablations(data / "step_pairs", dpo, sppd, dpo_row)
+        run_ablations(self, pairs, dpo, sppd, dpo_row)
         if self.task.synthetic and p.control:  # the control continues pretraining on the world's corpus
             self.control(base)
         model = self.stage2_start(chain) if p.stages >= 2 else sppd
@@ -238,35 +243,25 @@ class Pipeline:
             prev = f"+SPPD-Stage{stage}"
         return self.summary()
 
-    def ablations(self, pairs: Path, dpo: str, sppd: str, dpo_row: str) -> None:
-        """Table 4 (dynamic vs fixed vs no margin) and Figure 2 (gamma sweep), all from DPO-PRM.
+    def step_pairs(self, data: Path, start: str, start_row: str, base: str) -> Path:
+        """The step pairs Stage 1's step-DPO runs train on (``pipeline.step_pairs_from``).
 
-        Every row of both is evaluated with the same N (``ablation_eval_samples``): the SPPD model
-        is evaluated again as ``ablation/dynamic margin`` when that N differs from the main table's,
-        so no MAJ@N column mixes two N.
+        ``start``: new trees ``start`` samples on the Stage-1 problems (the Stage-1 seed draws the
+        same generated problems), scored and built like Stage 1's. Where Base is the start model,
+        the Stage-1 trees already are its own (resampled with that seed they would be the same).
         """
-        p = self.cfg.pipeline
-        n = p.ablation_eval_samples or None
-        step = p.step_dpo
-        if not (p.margin_ablation or p.gammas):
-            return
-        start = "ablation/start"  # the common start, at the same N (the deltas' base)
-        self.evaluate(start, RowKind.ABLATION_START, dpo, dpo_row, n)
-        self.evaluate("ablation/dynamic margin", RowKind.ABLATION, sppd, start, n, margin=MarginMode.DYNAMIC)
-        if p.margin_ablation:
-            mean_margin = step.gamma * (mean_value_gap(pairs) if self.plan is None else 0.0)  # dry run: unknown
-            fixed = self.train(
-                "stage1/ablate-fixed", step, pairs, dpo, margin=MarginMode.FIXED, fixed_margin=round(mean_margin, 6)
-            )
-            self.evaluate("ablation/fixed margin", RowKind.ABLATION, fixed, start, n, margin=MarginMode.FIXED)
-            none = self.train("stage1/ablate-none", step, pairs, dpo, margin=MarginMode.NONE)
-            self.evaluate("ablation/no margin", RowKind.ABLATION, none, start, n, margin=MarginMode.NONE)
-        for gamma in p.gammas:
-            if gamma == step.gamma and step.margin == MarginMode.DYNAMIC:
-                model = sppd  # the SPPD run itself: evaluate() reuses its evaluation at this N
-            else:
-                model = self.train(f"stage1/gamma-{gamma:g}", step, pairs, dpo, margin=MarginMode.DYNAMIC, gamma=gamma)
-            self.evaluate(f"gamma/{gamma:g}", RowKind.GAMMA, model, start, n, gamma=gamma)
+        if self.cfg.pipeline.step_pairs_from is StepPairsFrom.BASE:
+            return data / "step_pairs"
+        if start == base:
+            self.notes.append("step_pairs_from=start: Base is the step-DPO start model, so its Stage-1 pairs are used")
+            return data / "step_pairs"
+        when = f"on-policy step pairs (pipeline.step_pairs_from=start): sampled by {start_row}, {start}"
+        trees = self.sample(STAGE1_ONPOLICY, start, when, seed_of="stage1")
+        self.notes.append(
+            f"Stage 1's step-DPO runs train on on-policy step pairs: trees {start_row} sampled on the "
+            f"Stage-1 problems ({STAGE1_ONPOLICY}/)"
+        )
+        return self.score_and_build(STAGE1_ONPOLICY, trees, when) / "step_pairs"
 
     def control(self, base: str) -> None:
         """Continue pretraining on the (noisy) base corpus for as many tokens as self-training used."""
@@ -308,13 +303,6 @@ def check_sources(cfg: RunConfig):
     if cfg.pipeline.val_benchmark:
         benchmark_task(cfg, cfg.pipeline.val_benchmark, key="pipeline.val_benchmark")
     return training_task(cfg)[0]
-
-
-def mean_value_gap(pairs: Path) -> float:
-    """Mean V(s_w) - V(s_l) over a step-pair folder: the fixed margin that matches the dynamic one on average."""
-    records = (StepPair.from_dict(obj, where) for where, obj in StageDir(pairs).iter_records())
-    gaps = [r.chosen_value - r.rejected_value for r in records]
-    return sum(gaps) / max(len(gaps), 1)
 
 
 def _train_tokens(folder: Path) -> int:
