@@ -57,6 +57,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "sppd.modeling",
         "sppd.reporting",
         "sppd.report_rows",
+        "sppd.report_diagnostics",
+        "sppd.report_acceptance",
     ),
     "stage": ("sppd.stages",),
     "entry": ("sppd.cli", "sppd.__main__"),
@@ -72,7 +74,12 @@ COMPONENT_EDGES: dict[str, frozenset[str]] = {
     "sppd.eval": frozenset({"sppd.prm", "sppd.sampling"}),  # ORM-scored sampling methods
     "sppd.judging": frozenset({"sppd.eval", "sppd.toy"}),  # answer checkers
     "sppd.toy": frozenset({"sppd.train"}),  # pretraining runs on the one optimizer-step core
-    "sppd.reporting": frozenset({"sppd.report_rows"}),  # the typed rows the pipeline writes
+    # the typed rows the pipeline writes, the report's sections, the t-interval over seeds
+    "sppd.reporting": frozenset(
+        {"sppd.report_rows", "sppd.report_diagnostics", "sppd.report_acceptance", "sppd.eval"}
+    ),
+    "sppd.report_diagnostics": frozenset({"sppd.report_rows", "sppd.tasks"}),  # the task's step checker
+    "sppd.report_acceptance": frozenset({"sppd.report_rows"}),
     "sppd.tasks": frozenset({"sppd.eval", "sppd.judging", "sppd.toy"}),  # loaders, judges, toy problems
 }
 # layers whose members may import each other freely

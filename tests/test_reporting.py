@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from sppd.io import DataFileError
+from sppd.io import DataFileError, StageDir
+from sppd.records import StepPair
 from sppd.report_rows import ReportRow, RowKind, load_rows, save_rows
 from sppd.reporting import write_report
 from sppd.settings import load_run_config
@@ -96,4 +97,38 @@ def test_the_training_runs_table_shows_each_trained_models_distance_from_its_sta
     run = {"run_dir": str(tmp_path), "evals": {}, "timings": {}, "skipped": [], "val": {}, "notes": []}
     table = _table_rows(_section(write_report(cfg, [run]).read_text(), "Training runs"))
     assert list(table)[1:] == ["SFT-PRM", "gamma/0.5", "gamma/2"]
-    assert table["SFT-PRM"].endswith("| 3 | 0.5000 | 2 | 0.25 |") and table["gamma/2"].endswith("| 1.5 |")
+    assert table["SFT-PRM"].endswith("| 3 | 0.5000 | 2 | 0.25 | — | — | — |")  # SFT: no rejected side
+    assert table["gamma/2"].endswith("| 1.5 | — | — | — |")
+
+
+def test_several_seeds_show_mean_sd_and_a_student_t_interval_and_the_report_has_the_new_sections(tmp_path):
+    cfg = load_run_config("toy-tiny", [f"run_dir={tmp_path}", "pipeline.seeds=3"])
+    bench = cfg.eval.benchmarks[0]
+    rows = [ReportRow("Base", K.BASE, "m0", None, 3), ReportRow("SFT-PRM", K.SFT, "m1", "Base", 3)]
+    rows.append(ReportRow("+DPO-PRM", K.DPO, "m2", "SFT-PRM", 3))
+    runs = []
+    for k, acc in enumerate([0.84, 0.86, 0.88]):
+        seed_dir = tmp_path / f"seed-{k}"
+        save_rows(seed_dir, rows)
+        evals = {
+            name: {bench: {"greedy": {"acc": a}}} for name, a in [("Base", 0.5), ("SFT-PRM", acc), ("+DPO-PRM", 0.85)]
+        }
+        runs.append({"run_dir": str(seed_dir), "evals": evals, "timings": {}, "skipped": [], "val": {}, "notes": []})
+    pair = StepPair("p", "q", "2+3", "", [], "Step 1: 2+3=5", "Step 1: 2+3=6", 1.0, 0.0)
+    StageDir(tmp_path / "seed-1" / "stage1" / "data" / "step_pairs").write_shard("step_pairs", 0, [pair.to_dict()])
+    report = write_report(cfg, runs).read_text()
+    # the toy task's step checker: the chosen step is right, the rejected wrong; '5' < '6'
+    assert "| seed-1/stage1 | 1 | 1.000 ± 0.000 | 100.0% | 0.0% | 0.0% | 100.0% |" in _section(report, "Step pairs")
+    table1 = _table_rows(_section(report, "Table 1 analogue"))
+    # 86 ± 2, t_{0.975,2} = 4.303: 86 ± 4.97 -> [81.0, 91.0]; Δ against the base's mean 50
+    assert table1["SFT-PRM"].startswith("| SFT-PRM | 86.0 ± 2.0 [81.0, 91.0] |")
+    assert table1["SFT-PRM"].endswith("| +36.0 |  |") and table1["Base"].startswith(
+        "| Base | 50.0 ± 0.0 [50.0, 50.0] |"
+    )
+    acceptance = _section(report, "Acceptance")
+    # 86 vs 85 on the means; 84 < 85 in the first seed only; no MAJ numbers
+    assert (
+        "| SFT-PRM < +DPO-PRM | **does not hold** (86.00 vs 85.00, means; in 1 of 3 seeds) | not evaluated |"
+        in acceptance
+    )
+    assert "| +DPO-PRM < +SPPD | not run | not run |" in acceptance

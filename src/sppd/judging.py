@@ -37,6 +37,25 @@ def toy_process_judge(items: Sequence[tuple[Problem, str]]) -> list[tuple[str | 
     return out
 
 
+def toy_step_checker(question: str, steps: Sequence[str]) -> list[bool]:
+    """Per step of a (possibly unfinished) path: is it a right step from the state the steps before
+    it reached? The exact checker's line verdicts; a step of several lines is right when all are.
+    A right step after a wrong one counts as right (the checker follows the state the wrong one wrote)."""
+    from sppd.toy.checker import check_steps
+
+    lines, owner = [], []
+    for k, step in enumerate(steps):
+        for line in step.split("\n"):
+            if line.strip():
+                lines.append(line)
+                owner.append(k)
+    has_line = set(owner)
+    verdicts = [k in has_line for k in range(len(steps))]  # a step with no line is wrong
+    for ok, k in zip(check_steps(question, lines), owner):
+        verdicts[k] = verdicts[k] and ok
+    return verdicts
+
+
 class MathJudge:
     """Extract the last boxed/stated answer and grade it against the gold with math-verify."""
 

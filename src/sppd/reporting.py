@@ -4,8 +4,10 @@ Table 1's analogue (each stage's Greedy / MAJ@N / ORM_VOTE@N / ORM_MAX@N with 95
 deltas), the PRM diagnostics (Table 5, Figure 3), Table 4's analogue (dynamic vs fixed vs no
 margin), Figure 2's analogue (accuracy vs gamma) and training curves as PNGs, the wall time of
 every step, and plain-language verdicts that say when a stage did NOT help.
-With several seeds, cells are mean ± standard deviation over seeds. Which table a row lands in and
-what its Δ is against come from the run's typed ``rows.json`` (``sppd.report_rows``), never its label.
+With several seeds, cells are mean ± standard deviation over seeds and a 95% Student-t interval.
+Which table a row lands in and what its Δ is against come from the run's typed ``rows.json``
+(``sppd.report_rows``), never its label. The diagnostics (training runs, step pairs) live in
+``sppd.report_diagnostics``, the acceptance claims in ``sppd.report_acceptance``.
 """
 
 from __future__ import annotations
@@ -14,8 +16,11 @@ import json
 import statistics
 from pathlib import Path
 
+from sppd.eval.stats import t_interval
 from sppd.io import atomic_write_text
 from sppd.layout import RunLayout
+from sppd.report_acceptance import acceptance_section
+from sppd.report_diagnostics import step_pairs_section, task_step_checker, training_runs_section
 from sppd.report_rows import ReportRow, RowKind, load_rows
 from sppd.settings import RunConfig
 from sppd.types import MarginMode
@@ -41,8 +46,10 @@ def _cell(runs: list[dict], row: str, bench: str, method: str) -> str:
     if len(runs) == 1:
         m = runs[0]["evals"][row][bench][method]
         return f"{100 * m['acc']:.1f} [{100 * m['lo']:.1f}, {100 * m['hi']:.1f}]"
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{100 * statistics.mean(values):.1f} ± {100 * sd:.1f}"
+    if len(values) == 1:
+        return f"{100 * values[0]:.1f} (1 seed)"
+    s = t_interval([100 * v for v in values])
+    return f"{s.mean:.1f} ± {s.sd:.1f} [{s.low:.1f}, {s.high:.1f}]"
 
 
 def _mean(runs, row, bench, method) -> float | None:
@@ -158,34 +165,14 @@ def plot_training(rows: list[ReportRow], path: Path) -> bool:
     return True
 
 
-def _number(value, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
-
-def training_runs_section(rows: list[ReportRow]) -> list[str]:
-    """One line per trained model (its ``train_summary.json``): steps, final loss, the gradient norm
-    before clipping and the L2 distance moved from the start model. Equal distances from the same
-    start are a sign that variants (margins, gammas) trained the same model."""
-    lines, seen = [], set()
-    for row in rows:
-        summary_path = Path(row.model) / "train_summary.json"
-        if row.model in seen or not summary_path.exists():
-            continue
-        seen.add(row.model)
-        s = json.loads(summary_path.read_text())
-        loss, norm = _number(s.get("final_loss"), ".4f"), _number(s.get("final_grad_norm"), ".3g")
-        l2 = _number(s.get("l2_from_start"), ".4g")
-        lines.append(f"| {row.name} | {s.get('objective', '-')} | {s.get('steps', '-')} | {loss} | {norm} | {l2} |")
-    if not lines:
-        return []
-    head = "| model | objective | steps | final loss | final grad norm (before clipping) | L2 from start |"
-    return ["## Training runs", "", head, "|---|---|---:|---:|---:|---:|", *lines, ""]
-
-
 def write_report(cfg: RunConfig, runs: list[dict]) -> Path:
     root = Path(cfg.run_dir)
     n = cfg.eval.n_samples
-    seeds = f"{len(runs)} seeds (mean ± std)" if len(runs) > 1 else "1 seed (95% bootstrap intervals)"
+    seeds = (
+        f"{len(runs)} seeds (mean ± std [95% Student-t interval over seeds])"
+        if len(runs) > 1
+        else "1 seed (95% bootstrap intervals)"
+    )
     out = [
         f"# SPPD pipeline report — `{cfg.run_dir}`",
         "",
@@ -197,6 +184,7 @@ def write_report(cfg: RunConfig, runs: list[dict]) -> Path:
     for bench in cfg.eval.benchmarks:
         out += _table1_section(runs, rows, bench, n)
         out += _ablation_sections(cfg, runs, rows, bench)
+        out += acceptance_section(runs, rows, bench)
     if first.get("val"):
         vb = cfg.pipeline.val_benchmark
         out += [
@@ -215,9 +203,11 @@ def write_report(cfg: RunConfig, runs: list[dict]) -> Path:
     if first.get("skipped"):
         out += ["## Steps skipped", "", *[f"- {s}" for s in first["skipped"]], ""]
     out += _prm_section(root)
+    run_dirs = [Path(r["run_dir"]) for r in runs]
+    out += step_pairs_section(run_dirs, task_step_checker(cfg))
     if plot_training(rows, root / "training_curves.png"):
         out += ["## Training curves", "", "![training curves](training_curves.png)", ""]
-    out += training_runs_section(rows)
+    out += training_runs_section([rows, *[load_rows(d) for d in run_dirs[1:]]])
     out += ["## Wall time per step (seconds)", "", "| step | seconds |", "|---|---:|"]
     out += [f"| {k} | {v:.1f} |" for k, v in first["timings"].items()]
     out.append(f"| **total** | {sum(first['timings'].values()):.1f} |")

@@ -52,3 +52,30 @@ def test_markdown_table():
         "| math\\|500 |  | 100.0 [100.0, 100.0] | 500 |\n"
     )
     assert markdown_table([{"x": 0.123}], float_digits=2) == "| x |\n|---:|\n| 0.12 |\n"
+
+
+def test_t_interval_over_seeds_by_hand():
+    from sppd.eval.stats import t_interval
+
+    # mean 86, sd 2, t_{0.975,2} = 4.303: half-width 4.303 * 2 / sqrt(3) = 4.969
+    s = t_interval([84.0, 86.0, 88.0])
+    assert (s.mean, s.sd, s.n) == (86.0, 2.0, 3)
+    assert (round(s.low, 2), round(s.high, 2)) == (81.03, 90.97)
+    # two seeds: sd = |a - b| / sqrt(2), t_{0.975,1} = 12.706, half = 12.706 * 1 = 12.71
+    two = t_interval([10.0, 12.0])
+    assert two.sd == pytest.approx(2**0.5) and two.high - two.mean == pytest.approx(12.706, abs=1e-3)
+    one = t_interval([5.0])
+    assert (one.sd, one.low, one.high) == (0.0, 5.0, 5.0)
+    with pytest.raises(ValueError):
+        t_interval([])
+
+
+def test_t_quantile_beyond_the_table_is_close_to_the_exact_value():
+    from sppd.eval.stats import t_quantile_975
+
+    assert t_quantile_975(30) == pytest.approx(2.0423)
+    assert t_quantile_975(31) == pytest.approx(2.0395, abs=1e-3)  # exact 2.03951
+    assert t_quantile_975(60) == pytest.approx(2.0003, abs=1e-3)  # exact 2.00030
+    assert t_quantile_975(100000) == pytest.approx(1.96, abs=1e-3)
+    with pytest.raises(ValueError, match="df >= 1"):
+        t_quantile_975(0)

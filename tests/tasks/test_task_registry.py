@@ -114,6 +114,22 @@ def test_only_the_toy_task_has_a_step_checker_and_exact_answers():
     assert find("gsm8k_train").process_judge is None and find("some-file-stem") is None
 
 
+def test_the_toy_step_checker_judges_each_step_of_an_unfinished_path():
+    toy, _ = resolve("toy")
+    # no answer line yet: the process judge calls any such path wrong, the step checker judges the step
+    assert toy.step_checker("2+3*4", ["Step 1: 3*4=12, 2+12"]) == [True]
+    assert toy.process_judge is not None and resolve("gsm8k")[0].step_checker is None
+    # a wrong step, then a right one from the state it wrote, then its answer
+    assert toy.step_checker("2+3*4", ["Step 1: 3*4=13, 2+13", "Step 2: 2+13=15", "The answer is \\boxed{15}"]) == [
+        False,
+        True,
+        True,
+    ]
+    # a step of two lines is right only when both are; an empty step is wrong
+    two_lines = ["Step 1: 3*4=12, 2+12", "Step 2: 2+12=14\nThe answer is \\boxed{15}", ""]
+    assert toy.step_checker("2+3*4", two_lines) == [True, False, False]
+
+
 def test_sample_and_pipeline_refuse_test_prompts_before_any_work(tmp_path):
     from sppd.stages import pipeline, sample
 

@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import load_file
 from toy_records import make_run_config
 
+from sppd.report_diagnostics import DRIFT_KEYS
 from sppd.settings import TrainConfig
 from sppd.stages.train import main
 from sppd.train.drift import l2_distance, saved_l2_distance
@@ -47,6 +48,10 @@ def test_two_steps_log_grad_norm_and_the_distance_from_the_init_model(tmp_path, 
     assert rows[0]["logps/chosen_change"] == pytest.approx(0.0, abs=1e-4)  # step 1 starts at the reference
     assert rows[1]["logps/chosen_change"] != pytest.approx(0.0, abs=1e-4)
     assert not any(k.startswith("ref_logps/") for k in rows[0])
+    # the report's drift columns: example-weighted means over the logged steps, in the summary file
+    weights = [r["examples"] for r in rows]
+    for key, source in zip(DRIFT_KEYS, ("logps/chosen_change", "logps/rejected_change", "rewards/accuracy")):
+        assert written[key] == pytest.approx(sum(r[source] * w for r, w in zip(rows, weights)) / sum(weights))
 
 
 def test_l2_is_logged_on_the_last_step_and_every_l2_every_steps(tmp_path, tiny_policy_dir):
@@ -55,6 +60,8 @@ def test_l2_is_logged_on_the_last_step_and_every_l2_every_steps(tmp_path, tiny_p
     rows = _metrics(tmp_path / "run" / "train-sft")
     assert ["l2_from_start" in r for r in rows] == [False, True, True]
     assert "logps/chosen_change" not in rows[0]  # SFT has no reference
+    written = json.loads((tmp_path / "run" / "train-sft" / "train_summary.json").read_text())
+    assert not any(k in written for k in DRIFT_KEYS)
 
 
 def test_l2_distance_skips_names_the_start_folder_lacks_and_empty_shards(tmp_path):

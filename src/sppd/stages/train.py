@@ -27,6 +27,7 @@ from sppd.data.tokenize import TokenizeSettings
 from sppd.io import DataFileError, StageDir, atomic_write_json
 from sppd.modeling import load_tokenizer, set_threads
 from sppd.records import RECORD_KINDS
+from sppd.report_diagnostics import preference_drift
 from sppd.runtime import resolve_device, resolve_dtype
 from sppd.settings import RunConfig, TrainConfig
 from sppd.stages import common
@@ -34,6 +35,7 @@ from sppd.stages.fingerprint import Fingerprint, reuse, select
 from sppd.train.drift import saved_l2_distance
 from sppd.train.loop import (
     CHECKPOINTS,
+    METRICS,
     LoopInputs,
     build_optimizer,
     deepspeed_settings,
@@ -236,6 +238,8 @@ def _finish(acc, model, tokenizer, paths: TrainPaths, summary: dict, fp: Fingerp
     if acc.is_main_process:
         if summary.get("l2_from_start") is None:  # ZeRO-3 shards: measure the saved (gathered) model
             summary["l2_from_start"] = saved_l2_distance(paths.out.path, paths.init)
+        # the report's "did training move the model" columns, over the whole metrics log (resumes included)
+        summary.update(preference_drift(paths.out.path / METRICS))
         atomic_write_json(paths.out.path / "train_summary.json", summary)
         paths.out.write_manifest(
             "train",

@@ -1,9 +1,10 @@
 """What a task is: a problem source with named splits, its judges and its answer equivalence.
 
 A ``Task`` is a frozen bundle of functions (composition, no subclasses): the stages ask it for
-problems of a split, for a judge of complete paths, for a step-level (process) judge where one
-exists, and for the answer equivalence the voting methods group answers by. Capabilities are
-fields (``process_judge is None``, ``synthetic``) so callers never test a task's name.
+problems of a split, for a judge of complete paths, for a step-level (process) judge and a
+checker of single steps where they exist, and for the answer equivalence the voting methods group
+answers by. Capabilities are fields (``process_judge is None``, ``synthetic``) so callers never
+test a task's name.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from sppd.records import Problem
 
 # a batch of (problem, path text) -> (extracted answer, correct) per item
 Judge = Callable[[Sequence[tuple[Problem, str]]], list[tuple[str | None, bool]]]
+# (question, steps of a path so far) -> per step: is it a right step from the state before it?
+StepChecker = Callable[[str, Sequence[str]], list[bool]]
 # (representative answer, answer) -> same answer? (called after canonical strings differ)
 Equivalence = Callable[[str, str], bool]
 # (split, n, seed) -> problems; n=None means all of them (a generator's default count)
@@ -39,6 +42,7 @@ class Task:
     outcome_judge: Callable[..., Judge]
     equivalent: Equivalence
     process_judge: Judge | None = None  # right only when every step is right; None: no step checker
+    step_checker: StepChecker | None = None  # each step's own verdict (for partial paths); None: none
     count: Callable[[str], int | None] = _unknown_count  # problems in a split (None: generated on demand)
     config_keys: tuple[str, ...] = ()  # run-config keys its problems depend on (they join fingerprints)
     # Problems come from the generator world the run configures (no fixed size). The pipeline can
