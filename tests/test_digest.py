@@ -149,7 +149,12 @@ def test_toy_hash_is_the_one_cached_base_models_are_named_by():
     assert config_hash(ToyPretrainConfig()) == TOY_HASH
     assert config_hash(load_run_config("toy").toy) == TOY_V2_HASH
     assert config_hash(load_run_config("toy-tiny").toy) == TOY_TINY_HASH
-    v1 = ["toy.world.error_model=v1", "toy.world.corrupt_medium_rate=0", "toy.world.terse_rate=0", "toy.max_minutes=20"]
+    v1 = [
+        "toy.world.error_model=v1",
+        "toy.world.corrupt_medium_rate=0",
+        "toy.world.terse_rate=0",
+        "toy.max_minutes=20",
+    ]
     assert config_hash(load_run_config("toy", v1).toy) == TOY_HASH
 
 
