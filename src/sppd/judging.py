@@ -37,6 +37,14 @@ def toy_process_judge(items: Sequence[tuple[Problem, str]]) -> list[tuple[str | 
     return out
 
 
+def toy_step_judge(question: str, steps: Sequence[str]) -> list[bool]:
+    """Per step of a toy path: is it right from the state the earlier steps reached? (the exact
+    checker, ``check_steps``; the toy task's step judge, which ``prm.label: process`` labels by)."""
+    from sppd.toy.checker import check_steps
+
+    return check_steps(question, list(steps))
+
+
 class MathJudge:
     """Extract the last boxed/stated answer and grade it against the gold with math-verify."""
 

@@ -16,6 +16,8 @@ from sppd.records import Problem
 
 # a batch of (problem, path text) -> (extracted answer, correct) per item
 Judge = Callable[[Sequence[tuple[Problem, str]]], list[tuple[str | None, bool]]]
+# (question, steps) -> per step: is it right from the state the earlier steps reached?
+StepJudge = Callable[[str, Sequence[str]], list[bool]]
 # (representative answer, answer) -> same answer? (called after canonical strings differ)
 Equivalence = Callable[[str, str], bool]
 # (split, n, seed) -> problems; n=None means all of them (a generator's default count)
@@ -39,6 +41,7 @@ class Task:
     outcome_judge: Callable[..., Judge]
     equivalent: Equivalence
     process_judge: Judge | None = None  # right only when every step is right; None: no step checker
+    step_judge: StepJudge | None = None  # the process judge's per-step verdicts (prm.label=process)
     count: Callable[[str], int | None] = _unknown_count  # problems in a split (None: generated on demand)
     config_keys: tuple[str, ...] = ()  # run-config keys its problems depend on (they join fingerprints)
     # Problems come from the generator world the run configures (no fixed size). The pipeline can

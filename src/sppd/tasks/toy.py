@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sppd.judging import toy_judge, toy_process_judge
+from sppd.judging import toy_judge, toy_process_judge, toy_step_judge
 from sppd.records import Problem
 from sppd.tasks.base import Task
 
@@ -32,6 +32,7 @@ def toy_task(world=None) -> Task:
         outcome_judge=lambda **_: toy_judge,  # exact and instant: no timeout, no workers
         equivalent=exact_equivalent,
         process_judge=toy_process_judge,
+        step_judge=toy_step_judge,
         config_keys=("toy.world",),
         synthetic=True,
     )
