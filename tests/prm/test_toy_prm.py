@@ -162,7 +162,7 @@ def test_process_label_needs_a_step_judge(tmp_path):
 
     with pytest.raises(ValueError, match="prm.label=process needs the task's step judge"):
         train_toy_prm(toy_trees(2), PRMTrainConfig(label=PRMLabel.PROCESS), progress=False)
-    assert step_judge(load_run_config("toy-tiny", [])) is None  # soft: no judge asked for
+    assert step_judge(load_run_config("toy-tiny", ["prm.label=soft"])) is None  # no judge asked for
     assert step_judge(load_run_config("toy-tiny", ["prm.label=process"])) is not None
     questions = tmp_path / "q.jsonl"
     questions.write_text(json.dumps({"question": "1+1?", "answer": "2"}) + "\n")
