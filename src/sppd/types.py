@@ -105,6 +105,7 @@ class PRMLabel(StrEnum):
 
     SOFT = "soft"  # the fraction of correct completions
     HARD = "hard"  # 1 if any completion is correct (Math-Shepherd's hard estimation)
+    PROCESS = "process"  # no MC: 1 while the step and every earlier one pass the task's step judge
 
 
 class PRMBackbone(StrEnum):

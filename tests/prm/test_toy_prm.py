@@ -12,9 +12,18 @@ from test_mc import hand_tree
 from sppd.prm.base import PRMInput, ProcessRewardModel, TokenLevelPRM, build_prm
 from sppd.prm.mc import attach_mc_values
 from sppd.prm.oracle import oracle_values
-from sppd.prm.toy import ToyPRM, build_toy_prm, labelled_paths, new_toy_prm, random_backbone, train_toy_prm
+from sppd.prm.toy import (
+    ToyPRM,
+    build_toy_prm,
+    labelled_paths,
+    new_toy_prm,
+    process_labels,
+    random_backbone,
+    train_toy_prm,
+)
 from sppd.settings import PRMTrainConfig
 from sppd.toy.config import ToyModelConfig
+from sppd.types import PRMLabel
 
 RIGHT = ["Step 1: 3*4=12, 2+12", "Step 2: 2+12=14", "The answer is \\boxed{14}"]
 TINY = ToyModelConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, seed=3)
@@ -116,6 +125,50 @@ def test_each_distinct_node_is_labelled_once():
     assert [len(pos) for _, pos, _ in examples] == [3, 3, 1]  # leaves in id order: 2, 5, 6
     assert examples[0][2] == [0.5, 0.5, 1.0]  # nodes 0 and 1 now rest on 2 paths, 1 right
     assert examples[2][2] == [0.0]
+
+
+def test_process_labels_follow_the_task_step_judge_not_the_mc_values():
+    from sppd.tasks import resolve
+
+    #   0 right ── 1 wrong (2+12=15) ── 2 answer 15 (outcome wrong)
+    #          └── 3 right ── 4 answer 14 (right)
+    #   5 right, a second root step with a dead end below: no complete path, so never labelled
+    spec = [
+        (-1, RIGHT[0], False, None),
+        (0, "Step 2: 2+12=15", False, None),
+        (1, "The answer is \\boxed{15}", True, False),
+        (0, RIGHT[1], False, None),
+        (3, RIGHT[2], True, True),
+        (-1, RIGHT[0], False, None),
+    ]
+    tree = hand_tree(spec)
+    prm = new_toy_prm(*random_backbone(TINY))
+    step_judge = resolve("toy")[0].step_checker
+    # no MC values attached: process labels need none
+    examples = labelled_paths(prm, [tree], 1, step_judge=step_judge)
+    assert [ys for _, _, ys in examples] == [[1.0, 0.0, 0.0], [1.0, 1.0]]  # leaves 2, 4; node 0 once
+    assert [len(pos) for _, pos, _ in examples] == [3, 2]
+    attach_mc_values(tree)
+    soft = labelled_paths(prm, [tree], 1)
+    assert soft[0][2] == [0.5, 0.0, 0.0]  # the right first step: MC says 0.5, the checker says right
+    # a step after a wrong one stays 0 even when it is right from the state the wrong one wrote
+    assert process_labels([True, False, True, True]) == [1.0, 0.0, 0.0, 0.0]
+
+
+def test_process_label_needs_a_step_judge(tmp_path):
+    from sppd.config import ConfigError
+    from sppd.settings import load_run_config
+    from sppd.stages.prm_train import step_judge
+
+    with pytest.raises(ValueError, match="prm.label=process needs the task's step judge"):
+        train_toy_prm(toy_trees(2), PRMTrainConfig(label=PRMLabel.PROCESS), progress=False)
+    assert step_judge(load_run_config("toy-tiny", ["prm.label=soft"])) is None  # no judge asked for
+    assert step_judge(load_run_config("toy-tiny", ["prm.label=process"])) is not None
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(json.dumps({"question": "1+1?", "answer": "2"}) + "\n")
+    cfg = load_run_config("toy-tiny", ["prm.label=process", f"problems.source={questions}"])
+    with pytest.raises(ConfigError, match="config key 'prm.label': 'process' needs a step judge"):
+        step_judge(cfg)
 
 
 @pytest.mark.slow

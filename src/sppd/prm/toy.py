@@ -11,7 +11,8 @@ On disk it is an HF-style folder: the ``LlamaModel`` backbone (``config.json`` +
 ``toy_prm.json`` (format version and training metrics).
 
 Training (``train_toy_prm``, on the shared step core :func:`sppd.train.steps.run_steps`) fits
-soft targets, the trees' MC values, with binary cross-entropy at the newline of each step. Each
+soft targets, the trees' MC values (or with ``prm.label: process`` the task's step judge: 1 while
+every step so far is right), with binary cross-entropy at the newline of each step. Each
 distinct node is labelled once (on the first complete path through it, in leaf order), not once
 per path: a node near the root lies on most paths, so per-path labelling would weight the
 shallow, mostly easy states by their number of descendants and drown the late steps where the
@@ -29,7 +30,8 @@ import json
 import math
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
@@ -189,6 +191,8 @@ def build_toy_prm(
 
 # (input ids, score positions to train, their soft targets)
 LabelledPath = tuple[list[int], list[int], list[float]]
+# (question, steps) -> per step: right from the state the earlier steps reached (a task's step_judge)
+StepJudge = Callable[[str, Sequence[str]], list[bool]]
 
 
 def mc_label(value: float, hard: bool) -> float:
@@ -201,31 +205,39 @@ def mc_label(value: float, hard: bool) -> float:
     return (1.0 if value > 0.0 else 0.0) if hard else float(value)
 
 
-def labelled_paths(prm: ToyPRM, trees: Sequence[Tree], min_paths: int, hard: bool = False) -> list[LabelledPath]:
-    """One example per complete path; each distinct node's MC label appears on one path only.
+def process_labels(verdicts: Sequence[bool]) -> list[float]:
+    """1.0 while a step and every earlier one are right (``verdicts``: the task's step judge), else 0.0."""
+    return [float(ok) for ok in accumulate(verdicts, lambda so_far, ok: so_far and ok)]
 
-    A node is labelled when it rests on at least ``min_paths`` complete paths (``mc_count``).
+
+def labelled_paths(
+    prm: ToyPRM, trees: Sequence[Tree], min_paths: int, hard: bool = False, step_judge: StepJudge | None = None
+) -> list[LabelledPath]:
+    """One example per complete path; each distinct node's label appears on one path only.
+
+    With ``step_judge`` (``prm.label: process``) every node is labelled by ``process_labels`` of
+    its path, so no MC value is needed and a right step followed by a later slip stays 1.0.
+    Otherwise a node carries its MC label when it rests on at least ``min_paths`` complete paths
+    (``mc_count``).
     """
     examples = []
     for tree in trees:
         claimed: set[int] = set()
         for leaf in tree.leaves():
-            path = tree.path_to(leaf)
-            enc = prm.encode(PRMInput(tree.problem.question, tree.path_steps(leaf)))
-            keep = [
-                j
-                for j, k in enumerate(path)
-                if k not in claimed and tree.nodes[k].mc_value is not None and tree.nodes[k].mc_count >= min_paths
-            ]
+            path, steps = tree.path_to(leaf), tree.path_steps(leaf)
+            enc = prm.encode(PRMInput(tree.problem.question, steps))
+            if step_judge is not None:
+                labels: list[float | None] = process_labels(step_judge(tree.problem.question, steps))
+            else:
+                nodes = [tree.nodes[k] for k in path]
+                labels = [
+                    mc_label(n.mc_value, hard) if n.mc_value is not None and n.mc_count >= min_paths else None
+                    for n in nodes
+                ]
+            keep = [j for j, k in enumerate(path) if k not in claimed and labels[j] is not None]
             claimed.update(path)
             if keep:
-                examples.append(
-                    (
-                        enc.input_ids,
-                        [enc.score_positions[j] for j in keep],
-                        [mc_label(tree.nodes[path[j]].mc_value, hard) for j in keep],
-                    )
-                )
+                examples.append((enc.input_ids, [enc.score_positions[j] for j in keep], [labels[j] for j in keep]))
     return examples
 
 
@@ -263,13 +275,18 @@ def train_toy_prm(
     model_cfg: Any = None,
     progress: bool = True,
     world: Any = None,
+    step_judge: StepJudge | None = None,
 ) -> tuple[ToyPRM, dict[str, Any]]:
-    """Train a toy PRM on the MC labels of ``trees`` (``mc_value``/``mc_count`` attached).
+    """Train a toy PRM on the MC labels of ``trees`` (``mc_value``/``mc_count`` attached), or on
+    the process labels of ``step_judge`` (required) with ``cfg.label`` process.
 
     The backbone starts from the policy at ``policy_path`` when ``cfg.init_from_policy``
     (required then), else from a random toy Llama (``model_cfg``: a ``ToyModelConfig``).
     Returns the PRM and its metrics, held-out ones included (see ``evaluate_toy_prm``).
     """
+    label = PRMLabel(cfg.label)
+    if label is PRMLabel.PROCESS and step_judge is None:
+        raise ValueError("prm.label=process needs the task's step judge; none was given")
     train_trees, val_trees = split_by_problem(trees, cfg.val_fraction, seed)
     if cfg.init_from_policy:
         if policy_path is None:
@@ -278,7 +295,8 @@ def train_toy_prm(
     else:
         backbone, tokenizer = random_backbone(model_cfg)
     prm = new_toy_prm(backbone, tokenizer)
-    examples = labelled_paths(prm, train_trees, cfg.min_mc_paths, hard=PRMLabel(cfg.label) is PRMLabel.HARD)
+    judge = step_judge if label is PRMLabel.PROCESS else None
+    examples = labelled_paths(prm, train_trees, cfg.min_mc_paths, hard=label is PRMLabel.HARD, step_judge=judge)
     n_tree_paths = len(examples)
     if cfg.synthetic_solutions > 0:  # process-labelled toy solutions (see sppd.prm.toy_labels)
         from sppd.prm.toy_labels import labelled_paths_from_solutions, labelled_solutions

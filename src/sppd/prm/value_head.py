@@ -34,7 +34,7 @@ from torch import nn
 
 from sppd.prm.hf_common import HFPRMOptions, quiet_transformers, read_prefixed_tensors, resolve_folder
 from sppd.prm.skywork import HEAD_PREFIX, Qwen2ValueHeadModel, SkyworkPRM, skywork_bos
-from sppd.prm.toy import LabelledPath, fit_bce, labelled_paths, split_by_problem
+from sppd.prm.toy import LabelledPath, StepJudge, fit_bce, labelled_paths, split_by_problem
 from sppd.records import Tree
 from sppd.runtime import resolve_device
 from sppd.settings import PRMTrainConfig
@@ -90,15 +90,25 @@ def save_skywork_folder(prm: SkyworkPRM, folder: str | Path, metrics: dict[str, 
 
 
 def train_value_head_prm(
-    trees: Sequence[Tree], cfg: PRMTrainConfig, init: str | Path, *, seed: int = 0, progress: bool = False
+    trees: Sequence[Tree],
+    cfg: PRMTrainConfig,
+    init: str | Path,
+    *,
+    seed: int = 0,
+    progress: bool = False,
+    step_judge: StepJudge | None = None,
 ) -> tuple[SkyworkPRM, dict[str, Any]]:
-    """Fit the PRM loaded from ``init`` on the MC labels of ``trees``; returns it and its metrics
-    (held-out ones under ``val`` when ``cfg.val_fraction`` leaves problems out)."""
+    """Fit the PRM loaded from ``init`` on the MC labels of ``trees`` (``step_judge``'s process
+    labels with ``cfg.label`` process); returns it and its metrics (held-out ones under ``val``
+    when ``cfg.val_fraction`` leaves problems out)."""
     train_trees, val_trees = split_by_problem(trees, cfg.val_fraction, seed)
     torch.manual_seed(seed)
     prm = load_value_model(init)
-    hard = PRMLabel(cfg.label) is PRMLabel.HARD
-    examples = labelled_paths(prm, train_trees, cfg.min_mc_paths, hard=hard)
+    label = PRMLabel(cfg.label)
+    if label is PRMLabel.PROCESS and step_judge is None:
+        raise ValueError("prm.label=process needs the task's step judge; none was given")
+    hard, judge = label is PRMLabel.HARD, step_judge if label is PRMLabel.PROCESS else None
+    examples = labelled_paths(prm, train_trees, cfg.min_mc_paths, hard=hard, step_judge=judge)
     if not examples:
         raise ValueError("no labelled paths: do the trees (config key 'prm.trees') have complete paths and MC values?")
     start = time.perf_counter()
@@ -116,7 +126,9 @@ def train_value_head_prm(
         "init": str(init),
     }
     if val_trees:
-        metrics["val"] = label_agreement(prm, labelled_paths(prm, val_trees, cfg.min_mc_paths, hard=hard))
+        metrics["val"] = label_agreement(
+            prm, labelled_paths(prm, val_trees, cfg.min_mc_paths, hard=hard, step_judge=judge)
+        )
     return prm, metrics
 
 

@@ -1,5 +1,8 @@
 """``sppd prm train``: train a PRM on the trees' Monte-Carlo labels (the toy PRM, or an HF one).
 
+With ``prm.label: process`` the labels come from the step judge of the trees' task
+(``problems.source``) instead: a step is 1 while it and every earlier step are right.
+
 Reads the tree folders of ``prm.trees`` (default ``<run_dir>/trees``), attaches MC values where
 the trees have none yet (scored trees keep theirs, rollouts included), trains the toy PRM
 (``sppd.prm.toy.train_toy_prm``) and writes it to ``prm.out`` (default ``<run_dir>/prm``) as an
@@ -23,7 +26,7 @@ from sppd.prm.mc import attach_mc_values
 from sppd.settings import RunConfig
 from sppd.stages import common
 from sppd.stages.fingerprint import Fingerprint, reuse
-from sppd.types import PRMBackbone
+from sppd.types import PRMBackbone, PRMLabel
 
 
 def load_labelled_trees(folders: list[Path]):
@@ -61,6 +64,22 @@ def hf_init(cfg: RunConfig) -> Path:
     return init
 
 
+def step_judge(cfg: RunConfig):
+    """The step checker of the trees' task (``problems.source``) when ``prm.label`` is process, else
+    None; checked before any work."""
+    if PRMLabel(cfg.prm.label) is not PRMLabel.PROCESS:
+        return None
+    from sppd.tasks import resolve
+
+    task = resolve(cfg.problems.source, cfg)[0]
+    if task.step_checker is None:
+        raise ConfigError(
+            "config key 'prm.label': 'process' needs a step checker, which task "
+            f"{task.name!r} (problems.source) lacks; use 'soft' or 'hard'"
+        )
+    return task.step_checker
+
+
 def main(cfg: RunConfig, out_dir: str = "") -> dict:
     """Train (or reuse) the toy PRM, or the hf one (``prm.backbone``); returns its metrics."""
     from sppd.modeling import set_threads
@@ -71,6 +90,7 @@ def main(cfg: RunConfig, out_dir: str = "") -> dict:
     folders = layout.prm_trees(cfg)
     hf = cfg.prm.backbone is PRMBackbone.HF
     init = hf_init(cfg) if hf else None
+    judge = step_judge(cfg)
     policy = common.policy_path(cfg) if cfg.prm.init_from_policy and not hf else None
     inputs = {
         "trees": [str(f) for f in folders],
@@ -100,11 +120,18 @@ def main(cfg: RunConfig, out_dir: str = "") -> dict:
         if hf:
             from sppd.prm.value_head import save_skywork_folder, train_value_head_prm
 
-            prm, metrics = train_value_head_prm(trees, cfg.prm, init, seed=cfg.seed, progress=show)
+            prm, metrics = train_value_head_prm(trees, cfg.prm, init, seed=cfg.seed, progress=show, step_judge=judge)
             save_skywork_folder(prm, out.path, metrics)
         else:
             prm, metrics = train_toy_prm(
-                trees, cfg.prm, policy, seed=cfg.seed, model_cfg=cfg.toy.model, progress=show, world=cfg.toy.world
+                trees,
+                cfg.prm,
+                policy,
+                seed=cfg.seed,
+                model_cfg=cfg.toy.model,
+                progress=show,
+                world=cfg.toy.world,
+                step_judge=judge,
             )
             prm.save(out.path, metrics)
         common.save_stage_config(out, cfg)
