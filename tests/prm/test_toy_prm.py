@@ -167,7 +167,7 @@ def test_process_label_needs_a_step_judge(tmp_path):
     questions = tmp_path / "q.jsonl"
     questions.write_text(json.dumps({"question": "1+1?", "answer": "2"}) + "\n")
     cfg = load_run_config("toy-tiny", ["prm.label=process", f"problems.source={questions}"])
-    with pytest.raises(ConfigError, match="config key 'prm.label': 'process' needs a step judge"):
+    with pytest.raises(ConfigError, match="config key 'prm.label': 'process' needs a step checker"):
         step_judge(cfg)
 
 
