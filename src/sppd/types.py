@@ -83,6 +83,10 @@ class RolloutNodes(StrEnum):
     """Which nodes get ``score.mc_rollouts`` extra rollouts (``mc_min_paths`` top-ups apply to all)."""
 
     BRANCHING = "branching"  # children of a node with 2+ children: the steps step pairs compare
+    # children of a node whose children's tree values differ: the only siblings whose pair can pass
+    # a value-gap threshold on tree values alone, at a fraction of branching's cost where most
+    # siblings agree (toy v2: both correct, written two ways)
+    CONTESTED = "contested"
     ALL = "all"  # every non-terminal node
 
 

@@ -125,6 +125,16 @@ def test_rollout_plan_branching_and_top_ups():
     assert rollout_plan(tree) == {}
 
 
+def test_rollout_plan_contested_skips_siblings_whose_tree_values_agree():
+    tree = hand_tree(SPEC)
+    # tree values: root's children 0 (2/3) and 5 (no path); node 0's children 1 (1.0) and 2 (1/2)
+    assert rollout_plan(tree, per_node=2, nodes="contested") == {0: 2, 2: 2, 5: 2}
+    # with leaves 1 and 4 re-judged wrong, node 0's children both have value 0: only 0 and 5 stay
+    wrong = {1: False, 3: False, 4: False}
+    assert rollout_plan(tree, per_node=2, nodes="contested", leaf_correct=wrong) == {0: 2, 5: 2}
+    assert rollout_plan(tree, per_node=2, nodes="branching", leaf_correct=wrong) == {0: 2, 2: 2, 5: 2}
+
+
 def test_batched_rollouts_share_one_engine_call_per_count_across_trees():
     t1, t2 = hand_tree(SPEC, pid="p1"), hand_tree(SPEC, pid="p2")
     prefix_0 = (1, 2, 3, ord("a"), 10)

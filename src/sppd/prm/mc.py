@@ -74,7 +74,11 @@ def attach_mc_values(
 
 
 def rollout_plan(
-    tree: Tree, min_paths: int = 0, per_node: int = 0, nodes: RolloutNodes | str = RolloutNodes.BRANCHING
+    tree: Tree,
+    min_paths: int = 0,
+    per_node: int = 0,
+    nodes: RolloutNodes | str = RolloutNodes.BRANCHING,
+    leaf_correct: dict[int, bool] | None = None,
 ) -> dict[int, int]:
     """How many extra rollouts each non-terminal node needs: node id -> count (0s left out).
 
@@ -82,16 +86,23 @@ def rollout_plan(
     a deep node usually rests on a single complete path, so its tree MC value is 0 or 1 and every
     value gap between siblings is 1.0: a few rollouts give the graded values the dynamic margin
     (Eq. 5) is about. Only ``branching`` children are compared by step pairs, so by default only
-    they pay for it. Terminal nodes are exact (their answer was judged) and never rolled out.
+    they pay for it; ``contested`` narrows that to siblings whose tree values (``leaf_correct``
+    overriding leaf verdicts, as in ``attach_mc_values``) are not all equal. Terminal nodes are
+    exact (their answer was judged) and never rolled out.
     """
-    paths, _ = subtree_path_counts(tree)
+    paths, correct = subtree_path_counts(tree, leaf_correct)
     selected: set[int] = set()
     if per_node > 0:
-        if RolloutNodes(nodes) == RolloutNodes.ALL:
+        mode = RolloutNodes(nodes)
+        if mode == RolloutNodes.ALL:
             selected = {n.id for n in tree.nodes}
         else:
             parents = [-1] + [n.id for n in tree.nodes]
-            selected = {k for p in parents if len(tree.children_of(p)) >= 2 for k in tree.children_of(p)}
+            for p in parents:
+                kids = tree.children_of(p)
+                values = {correct[k] / paths[k] if paths[k] else None for k in kids}
+                if len(kids) >= 2 and (mode == RolloutNodes.BRANCHING or len(values) > 1):
+                    selected.update(kids)
     plan = {}
     for node in tree.nodes:
         if node.terminal:
@@ -190,7 +201,9 @@ class MCScorer:
                 raise ValueError(
                     "mc scorer with rollouts (min_paths/per_node > 0) needs an engine, a judge and params"
                 )
-            plans = [rollout_plan(t, self.min_paths, self.per_node, self.nodes) for t in trees]
+            plans = [
+                rollout_plan(t, self.min_paths, self.per_node, self.nodes, self.rejudge_leaves(t)) for t in trees
+            ]
             rollouts = rollout_counts_batch(
                 trees, plans, self.engine, self.judge, self.params, self.seed, self.delimiter
             )
