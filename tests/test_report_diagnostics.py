@@ -76,6 +76,9 @@ def test_the_step_pairs_section_lists_every_stage_in_order(tmp_path):
         _write_pairs(tmp_path / stage / "data" / "step_pairs", pairs)
     (tmp_path / "stage3" / "data" / "step_pairs").mkdir(parents=True)  # no records: not a set
     assert [s for s, _ in step_pair_sets(tmp_path)] == ["stage1", "stage2", "stage10"]
+    # the on-policy pairs of pipeline.step_pairs_from=start follow their stage
+    _write_pairs(tmp_path / "stage1-onpolicy" / "data" / "step_pairs", PAIRS[:1])
+    assert [s for s, _ in step_pair_sets(tmp_path)] == ["stage1", "stage1-onpolicy", "stage2", "stage10"]
     toy = task_step_checker(load_run_config("toy-tiny"))
     lines = [x for x in step_pairs_section([tmp_path], toy) if x.startswith("| stage")]
     assert lines[0] == "| stage1 | 5 | 0.610 ± 0.368 | 40.0% | 20.0% | 20.0% | 60.0% | `2` vs `3`: 40.0% |"

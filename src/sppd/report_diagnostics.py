@@ -119,13 +119,13 @@ def training_runs_section(seed_rows: Sequence[list[ReportRow]]) -> list[str]:
 
 
 def step_pair_sets(run_dir: Path) -> list[tuple[str, Path]]:
-    """``(stage, folder)`` of every stage's step-pair set with records, in stage order."""
+    """``(stage, folder)`` of every stage's step-pair set with records, in stage order (a stage's
+    variant such as ``stage1-onpolicy``, from ``pipeline.step_pairs_from: start``, after it)."""
     root = Path(run_dir)
     if not root.is_dir():
         return []
-    stages = sorted(
-        (p.name for p in root.iterdir() if re.fullmatch(r"stage\d+", p.name)), key=lambda s: int(s[len("stage") :])
-    )
+    found = [(p.name, re.fullmatch(r"stage(\d+)(-[a-z]+)?", p.name)) for p in root.iterdir()]
+    stages = [name for name, m in sorted((x for x in found if x[1]), key=lambda x: (int(x[1][1]), x[1][2] or ""))]
     layout = RunLayout(root)
     sets = [(s, layout.stage_data(s) / DATA_SETS[Objective.STEP_DPO]) for s in stages]
     return [(s, folder) for s, folder in sets if StageDir(folder).shards()]
