@@ -82,7 +82,7 @@ def test_the_step_pairs_section_lists_every_stage_in_order(tmp_path):
     toy = task_step_checker(load_run_config("toy-tiny"))
     lines = [x for x in step_pairs_section([tmp_path], toy) if x.startswith("| stage")]
     assert lines[0] == "| stage1 | 5 | 0.610 ± 0.368 | 40.0% | 20.0% | 20.0% | 60.0% | `2` vs `3`: 40.0% |"
-    assert lines[2] == "| stage10 | 1 | 1.000 ± 0.000 | 100.0% | 0.0% | 0.0% | 100.0% | `2` vs `3`: 100.0% |"
+    assert lines[3] == "| stage10 | 1 | 1.000 ± 0.000 | 100.0% | 0.0% | 0.0% | 100.0% | `2` vs `3`: 100.0% |"
     seeds = step_pairs_section([tmp_path, tmp_path / "none"], None)  # several seeds: labelled by folder
     assert any(
         x.startswith(f"| {tmp_path.name}/stage2 | 1 | 0.500 ± 0.000 | 0.0% | n/a | n/a | 0.0% |") for x in seeds

@@ -201,9 +201,7 @@ class MCScorer:
                 raise ValueError(
                     "mc scorer with rollouts (min_paths/per_node > 0) needs an engine, a judge and params"
                 )
-            plans = [
-                rollout_plan(t, self.min_paths, self.per_node, self.nodes, self.rejudge_leaves(t)) for t in trees
-            ]
+            plans = [rollout_plan(t, self.min_paths, self.per_node, self.nodes, self.rejudge_leaves(t)) for t in trees]
             rollouts = rollout_counts_batch(
                 trees, plans, self.engine, self.judge, self.params, self.seed, self.delimiter
             )
