@@ -16,7 +16,7 @@ from sppd.prm.registry import register_prm
 from sppd.settings import RunConfig
 from sppd.stages import prm_report, prm_train, score
 from sppd.toy.config import ToyModelConfig
-from sppd.types import PackingMode
+from sppd.types import PackingMode, RolloutNodes
 
 RIGHT = ["Step 1: 3*4=12, 2+12", "Step 2: 2+12=14", "The answer is \\boxed{14}"]
 SPEC = [
@@ -185,6 +185,7 @@ def test_mc_rollouts_from_the_sampling_policy_give_graded_values(tmp_path, tiny_
     # the rollouts must come from the model recorded in the trees' manifest, not model.path
     cfg.model.path = str(tmp_path / "no-such-model")
     cfg.score.scorer, cfg.score.mc_rollouts = "mc", 3
+    cfg.score.mc_rollout_nodes = RolloutNodes.BRANCHING  # the arithmetic below (toy's default is contested)
     score.main(cfg)
     trees = load_scored(tmp_path / "scored")
     plain = list(iter_trees(StageDir(tmp_path / "trees")))

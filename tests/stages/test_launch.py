@@ -74,7 +74,9 @@ def test_every_call_reruns_from_its_resolved_yaml_alone(tmp_path):
     assert by_step["stage1/sample"].out == tmp_path / "stage1" / "trees"
     assert by_step["stage1/score"].cfg.score.trees == str(tmp_path / "stage1" / "trees")
     assert by_step["stage1/build"].out == tmp_path / "stage1" / "data"
-    assert by_step["stage1/sppd/train"].cfg.train.data == str(tmp_path / "stage1" / "data" / "step_pairs")
+    # toy trains step-DPO on on-policy pairs (pipeline.step_pairs_from: start)
+    assert by_step["stage1/sppd/train"].cfg.train.data == str(tmp_path / "stage1-onpolicy" / "data" / "step_pairs")
+    assert by_step["stage1-onpolicy/sample"].cfg.model.path == by_step["stage1/dpo/train"].cfg.train.out
     assert by_step["eval/+SPPD"].cfg.eval.model == str(tmp_path / "stage1" / "sppd")
     assert by_step["eval/+SPPD"].out == tmp_path / "eval" / "+SPPD"
     assert by_step["stage1/prm_report"].out == tmp_path / "prm_report"
