@@ -113,10 +113,12 @@ def test_several_seeds_show_mean_sd_and_a_student_t_interval_and_the_report_has_
         evals = {
             name: {bench: {"greedy": {"acc": a}}} for name, a in [("Base", 0.5), ("SFT-PRM", acc), ("+DPO-PRM", 0.85)]
         }
-        runs.append({"run_dir": str(seed_dir), "evals": evals, "timings": {}, "skipped": [], "val": {}, "notes": []})
+        note = [f"Stage 2 starts from SFT-PRM (seed {k})"]
+        runs.append({"run_dir": str(seed_dir), "evals": evals, "timings": {}, "skipped": [], "val": {}, "notes": note})
     pair = StepPair("p", "q", "2+3", "", [], "Step 1: 2+3=5", "Step 1: 2+3=6", 1.0, 0.0)
     StageDir(tmp_path / "seed-1" / "stage1" / "data" / "step_pairs").write_shard("step_pairs", 0, [pair.to_dict()])
     report = write_report(cfg, runs).read_text()
+    assert "- seed-2: Stage 2 starts from SFT-PRM (seed 2)" in _section(report, "Choices the pipeline made")
     # the toy task's step checker: the chosen step is right, the rejected wrong; '5' < '6'
     assert "| seed-1/stage1 | 1 | 1.000 ± 0.000 | 100.0% | 0.0% | 0.0% | 100.0% |" in _section(report, "Step pairs")
     table1 = _table_rows(_section(report, "Table 1 analogue"))

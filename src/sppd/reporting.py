@@ -197,7 +197,8 @@ def write_report(cfg: RunConfig, runs: list[dict]) -> Path:
             *[f"| {row} | {_val_cell(runs, row)} |" for row in first["val"]],
             "",
         ]
-    notes = [n for r in runs for n in r.get("notes", [])]
+    # with several seeds each note says which seed's run made that choice
+    notes = [n if len(runs) == 1 else f"{Path(r['run_dir']).name}: {n}" for r in runs for n in r.get("notes", [])]
     if notes:
         out += ["## Choices the pipeline made", "", *[f"- {n}" for n in notes], ""]
     if first.get("skipped"):
