@@ -11,9 +11,15 @@ the one reserved value of the PRM-name settings.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from enum import StrEnum
 
 NO_PRM = "none"  # eval.prm: skip the ORM methods. Any other non-empty value names a registered PRM.
+
+
+# (question, steps of a path so far) -> per step: is it a right step from the state before it? A task's
+# step checker (``Task.step_checker``); the toy PRM's process labels (``prm.label: process``) use it.
+StepChecker = Callable[[str, Sequence[str]], list[bool]]
 
 
 class DType(StrEnum):

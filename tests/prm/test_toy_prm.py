@@ -12,15 +12,8 @@ from test_mc import hand_tree
 from sppd.prm.base import PRMInput, ProcessRewardModel, TokenLevelPRM, build_prm
 from sppd.prm.mc import attach_mc_values
 from sppd.prm.oracle import oracle_values
-from sppd.prm.toy import (
-    ToyPRM,
-    build_toy_prm,
-    labelled_paths,
-    new_toy_prm,
-    process_labels,
-    random_backbone,
-    train_toy_prm,
-)
+from sppd.prm.toy import ToyPRM, build_toy_prm, new_toy_prm, random_backbone, train_toy_prm
+from sppd.prm.toy_labels import labelled_paths, process_labels
 from sppd.settings import PRMTrainConfig
 from sppd.toy.config import ToyModelConfig
 from sppd.types import PRMLabel

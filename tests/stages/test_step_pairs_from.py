@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_accelerate_pipeline import SMALL as ACCELERATE_SMALL
 
 from sppd import cli, layout
 from sppd.config import to_dict
@@ -120,27 +121,10 @@ def other_policy_dir(tmp_path, toy_tokenizer):
 
 
 # The random tiny policy never answers right, so SFT and DPO have no data and would keep Base (whose
-# Stage-1 pairs then serve); another random model stands in for the trained DPO-PRM model. Its steps end
-# at spaces and the toy PRM values siblings apart, so step pairs exist (as in test_accelerate_pipeline).
-SMALL = [
-    "problems.n=4",
-    "sample.K=3",
-    "sample.max_depth=3",
-    "sample.max_step_tokens=300",
-    "sample.max_total_tokens=600",
-    "step.delimiter=custom",
-    "step.custom=' '",
-    "score.scorer=toy",
-    "build.step_gap=0.0",
-    "prm.synthetic_solutions=8",
-    "eval.n_problems=4",
-    "eval.n_samples=2",
-    "pipeline.stages=1",
-    "pipeline.gammas=[]",
-    "pipeline.control=false",
-    "pipeline.val_benchmark=",
-    "model.device=cpu",
-]
+# Stage-1 pairs then serve); another random model stands in for the trained DPO-PRM model. The small
+# settings whose steps end at spaces so that step pairs exist are test_accelerate_pipeline's, with
+# the margin ablation on (its runs train on the on-policy pairs too) and eval left in one shard.
+SMALL = [o for o in ACCELERATE_SMALL if not o.startswith(("eval.problems_per_shard=", "pipeline.margin_ablation="))]
 
 
 @pytest.mark.slow

@@ -20,6 +20,7 @@ import statistics
 from collections import Counter
 
 import pytest
+from test_toy_error_balance import balance, first_difference
 
 from sppd import layout
 from sppd.io import StageDir
@@ -29,12 +30,6 @@ from sppd.toy.pretrain import config_hash
 from sppd.toy.shipped import shipped_checkpoint
 
 pytestmark = pytest.mark.slow
-
-
-def first_difference(chosen: str, rejected: str) -> tuple[str, str]:
-    """The two texts' characters where they first differ; "" for a text that ends first."""
-    k = next(j for j in range(max(len(chosen), len(rejected))) if chosen[j : j + 1] != rejected[j : j + 1])
-    return chosen[k : k + 1], rejected[k : k + 1]
 
 
 @pytest.fixture(scope="module")
@@ -51,11 +46,10 @@ def pairs(tmp_path_factory):
 
 def test_v2_pairs_have_no_first_character_shortcut(pairs):
     assert len(pairs) >= 40, len(pairs)
-    firsts = [first_difference(p["chosen"], p["rejected"]) for p in pairs]
-    smaller = sum(c < r for c, r in firsts) / len(firsts)
-    top_kind = Counter(firsts).most_common(1)[0][1] / len(firsts)
+    smaller, top_kind = balance([(p["chosen"], p["rejected"]) for p in pairs])
     assert abs(smaller - 0.5) <= 0.10, smaller
-    assert top_kind <= 0.15, Counter(firsts).most_common(3)
+    firsts = Counter(first_difference(p["chosen"], p["rejected"]) for p in pairs)
+    assert top_kind <= 0.15, firsts.most_common(3)
 
 
 def test_v2_pair_values_are_graded(pairs):

@@ -196,17 +196,18 @@ class MCScorer:
     def score_trees(self, trees: Sequence[Tree]) -> list[list[float | None]]:
         """Attach MC values (with rollouts, batched over ``trees``, if configured); per node values."""
         rollouts: list[RolloutCounts | None] = [None] * len(trees)
+        verdicts = [self.rejudge_leaves(t) for t in trees]  # once per tree: the plan and the values use them
         if self.min_paths > 0 or self.per_node > 0:
             if self.engine is None or self.judge is None or self.params is None:
                 raise ValueError(
                     "mc scorer with rollouts (min_paths/per_node > 0) needs an engine, a judge and params"
                 )
-            plans = [rollout_plan(t, self.min_paths, self.per_node, self.nodes, self.rejudge_leaves(t)) for t in trees]
+            plans = [rollout_plan(t, self.min_paths, self.per_node, self.nodes, v) for t, v in zip(trees, verdicts)]
             rollouts = rollout_counts_batch(
                 trees, plans, self.engine, self.judge, self.params, self.seed, self.delimiter
             )
-        for tree, counts in zip(trees, rollouts):
-            attach_mc_values(tree, counts, self.rejudge_leaves(tree))
+        for tree, counts, leaf_correct in zip(trees, rollouts, verdicts):
+            attach_mc_values(tree, counts, leaf_correct)
         return [[node.mc_value for node in tree.nodes] for tree in trees]
 
     def rejudge_leaves(self, tree: Tree) -> dict[int, bool] | None:

@@ -30,8 +30,7 @@ import json
 import math
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
-from itertools import accumulate
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,12 +40,19 @@ from torch import nn
 
 from sppd.prm.base import EncodedInput, PRMInput
 from sppd.prm.hf_common import HFPRMOptions, pad_right, pad_token_id_of, score_with_token_model
+from sppd.prm.toy_labels import (
+    LabelledPath,
+    label_options,
+    labelled_paths,
+    labelled_paths_from_solutions,
+    labelled_solutions,
+)
 from sppd.records import Tree
 from sppd.runtime import resolve_device
 from sppd.settings import PRMTrainConfig
 from sppd.toy.world import STEP_DELIMITER, prompt_text
 from sppd.train.steps import Step, StepResult, run_steps
-from sppd.types import DType, PRMLabel
+from sppd.types import DType, StepChecker
 
 FORMAT_VERSION = 1
 META_FILE = "toy_prm.json"
@@ -189,57 +195,6 @@ def build_toy_prm(
 
 # --- training ---------------------------------------------------------------------------------
 
-# (input ids, score positions to train, their soft targets)
-LabelledPath = tuple[list[int], list[int], list[float]]
-# (question, steps) -> per step: right from the state the earlier steps reached (a task's step_judge)
-StepJudge = Callable[[str, Sequence[str]], list[bool]]
-
-
-def mc_label(value: float, hard: bool) -> float:
-    """Math-Shepherd's soft estimate (fraction of correct completions) or hard estimate (any correct).
-
-    The hard label makes the PRM judge whether a step can still lead to the answer, close to how
-    the paper's PRM behaves (scores near 1 until an erroneous step, App. B); the soft label is
-    the policy's success rate, which stays low after a correct step when later steps are hard.
-    """
-    return (1.0 if value > 0.0 else 0.0) if hard else float(value)
-
-
-def process_labels(verdicts: Sequence[bool]) -> list[float]:
-    """1.0 while a step and every earlier one are right (``verdicts``: the task's step judge), else 0.0."""
-    return [float(ok) for ok in accumulate(verdicts, lambda so_far, ok: so_far and ok)]
-
-
-def labelled_paths(
-    prm: ToyPRM, trees: Sequence[Tree], min_paths: int, hard: bool = False, step_judge: StepJudge | None = None
-) -> list[LabelledPath]:
-    """One example per complete path; each distinct node's label appears on one path only.
-
-    With ``step_judge`` (``prm.label: process``) every node is labelled by ``process_labels`` of
-    its path, so no MC value is needed and a right step followed by a later slip stays 1.0.
-    Otherwise a node carries its MC label when it rests on at least ``min_paths`` complete paths
-    (``mc_count``).
-    """
-    examples = []
-    for tree in trees:
-        claimed: set[int] = set()
-        for leaf in tree.leaves():
-            path, steps = tree.path_to(leaf), tree.path_steps(leaf)
-            enc = prm.encode(PRMInput(tree.problem.question, steps))
-            if step_judge is not None:
-                labels: list[float | None] = process_labels(step_judge(tree.problem.question, steps))
-            else:
-                nodes = [tree.nodes[k] for k in path]
-                labels = [
-                    mc_label(n.mc_value, hard) if n.mc_value is not None and n.mc_count >= min_paths else None
-                    for n in nodes
-                ]
-            keep = [j for j, k in enumerate(path) if k not in claimed and labels[j] is not None]
-            claimed.update(path)
-            if keep:
-                examples.append((enc.input_ids, [enc.score_positions[j] for j in keep], [labels[j] for j in keep]))
-    return examples
-
 
 def split_by_problem(trees: Sequence[Tree], val_fraction: float, seed: int) -> tuple[list[Tree], list[Tree]]:
     """``(train, val)`` trees; a problem's side is fixed by a hash of its id and ``seed``."""
@@ -275,7 +230,7 @@ def train_toy_prm(
     model_cfg: Any = None,
     progress: bool = True,
     world: Any = None,
-    step_judge: StepJudge | None = None,
+    step_judge: StepChecker | None = None,
 ) -> tuple[ToyPRM, dict[str, Any]]:
     """Train a toy PRM on the MC labels of ``trees`` (``mc_value``/``mc_count`` attached), or on
     the process labels of ``step_judge`` (required) with ``cfg.label`` process.
@@ -284,9 +239,7 @@ def train_toy_prm(
     (required then), else from a random toy Llama (``model_cfg``: a ``ToyModelConfig``).
     Returns the PRM and its metrics, held-out ones included (see ``evaluate_toy_prm``).
     """
-    label = PRMLabel(cfg.label)
-    if label is PRMLabel.PROCESS and step_judge is None:
-        raise ValueError("prm.label=process needs the task's step judge; none was given")
+    hard, judge = label_options(cfg.label, step_judge)
     train_trees, val_trees = split_by_problem(trees, cfg.val_fraction, seed)
     if cfg.init_from_policy:
         if policy_path is None:
@@ -295,11 +248,9 @@ def train_toy_prm(
     else:
         backbone, tokenizer = random_backbone(model_cfg)
     prm = new_toy_prm(backbone, tokenizer)
-    judge = step_judge if label is PRMLabel.PROCESS else None
-    examples = labelled_paths(prm, train_trees, cfg.min_mc_paths, hard=label is PRMLabel.HARD, step_judge=judge)
+    examples = labelled_paths(prm, train_trees, cfg.min_mc_paths, hard=hard, step_judge=judge)
     n_tree_paths = len(examples)
     if cfg.synthetic_solutions > 0:  # process-labelled toy solutions (see sppd.prm.toy_labels)
-        from sppd.prm.toy_labels import labelled_paths_from_solutions, labelled_solutions
         from sppd.toy.config import ToyWorldConfig
 
         examples += labelled_paths_from_solutions(

@@ -9,7 +9,7 @@ head (every step starts at 0.5, as the toy PRM does).
 Inputs are built by the Skywork adapter itself (the trainer is a :class:`SkyworkPRM` around the
 trainable model, so ``encode`` is :func:`sppd.prm.skywork.skywork_input`): what is trained is
 exactly what ``score.scorer=skywork`` scores. Labels and the loss are the toy PRM's
-(:func:`sppd.prm.toy.labelled_paths`: each distinct node once, soft MC values or hard 0/1;
+(:func:`sppd.prm.toy_labels.labelled_paths`: each distinct node once, soft MC values or hard 0/1;
 :func:`sppd.prm.toy.bce_loss` at each step's newline). Steps go through the shared optimizer
 core :func:`sppd.train.steps.run_steps` with the cosine schedule of :mod:`sppd.train.schedule`.
 
@@ -34,12 +34,13 @@ from torch import nn
 
 from sppd.prm.hf_common import HFPRMOptions, quiet_transformers, read_prefixed_tensors, resolve_folder
 from sppd.prm.skywork import HEAD_PREFIX, Qwen2ValueHeadModel, SkyworkPRM, skywork_bos
-from sppd.prm.toy import LabelledPath, StepJudge, fit_bce, labelled_paths, split_by_problem
+from sppd.prm.toy import fit_bce, split_by_problem
+from sppd.prm.toy_labels import LabelledPath, label_options, labelled_paths
 from sppd.records import Tree
 from sppd.runtime import resolve_device
 from sppd.settings import PRMTrainConfig
 from sppd.train.schedule import cosine_lr, warmup_steps
-from sppd.types import DType, PRMLabel
+from sppd.types import DType, StepChecker
 
 META_FILE = "sppd_prm.json"
 FORMAT_VERSION = 1
@@ -96,7 +97,7 @@ def train_value_head_prm(
     *,
     seed: int = 0,
     progress: bool = False,
-    step_judge: StepJudge | None = None,
+    step_judge: StepChecker | None = None,
 ) -> tuple[SkyworkPRM, dict[str, Any]]:
     """Fit the PRM loaded from ``init`` on the MC labels of ``trees`` (``step_judge``'s process
     labels with ``cfg.label`` process); returns it and its metrics (held-out ones under ``val``
@@ -104,10 +105,7 @@ def train_value_head_prm(
     train_trees, val_trees = split_by_problem(trees, cfg.val_fraction, seed)
     torch.manual_seed(seed)
     prm = load_value_model(init)
-    label = PRMLabel(cfg.label)
-    if label is PRMLabel.PROCESS and step_judge is None:
-        raise ValueError("prm.label=process needs the task's step judge; none was given")
-    hard, judge = label is PRMLabel.HARD, step_judge if label is PRMLabel.PROCESS else None
+    hard, judge = label_options(cfg.label, step_judge)
     examples = labelled_paths(prm, train_trees, cfg.min_mc_paths, hard=hard, step_judge=judge)
     if not examples:
         raise ValueError("no labelled paths: do the trees (config key 'prm.trees') have complete paths and MC values?")

@@ -14,11 +14,10 @@ from dataclasses import dataclass
 
 from sppd.config import ConfigError
 from sppd.records import Problem
+from sppd.types import StepChecker
 
 # a batch of (problem, path text) -> (extracted answer, correct) per item
 Judge = Callable[[Sequence[tuple[Problem, str]]], list[tuple[str | None, bool]]]
-# (question, steps of a path so far) -> per step: is it a right step from the state before it?
-StepChecker = Callable[[str, Sequence[str]], list[bool]]
 # (representative answer, answer) -> same answer? (called after canonical strings differ)
 Equivalence = Callable[[str, str], bool]
 # (split, n, seed) -> problems; n=None means all of them (a generator's default count)
