@@ -20,6 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BENCHES = [
     ("sampling", ["benchmarks/bench_sampling.py"]),
+    ("kv_cache", ["benchmarks/bench_kv_cache.py"]),
     ("mc_rollouts", ["benchmarks/bench_mc_rollouts.py"]),
     ("prm_packing", ["benchmarks/bench_prm_packing.py"]),
     ("prefix_sharing", ["benchmarks/bench_prefix_sharing.py"]),
