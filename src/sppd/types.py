@@ -116,6 +116,9 @@ class PRMLabel(StrEnum):
     SOFT = "soft"  # the fraction of correct completions
     HARD = "hard"  # 1 if any completion is correct (Math-Shepherd's hard estimation)
     PROCESS = "process"  # no MC: 1 while the step and every earlier one pass the task's step judge
+    # no MC: the step's own verdict (right from the state before it); the toy PRM then scores a
+    # prefix as the running min of its steps' scores, which is the process label when exact
+    LOCAL = "local"
 
 
 class PRMBackbone(StrEnum):

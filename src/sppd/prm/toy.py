@@ -6,9 +6,15 @@ It follows Skywork's convention, in the toy world's text format: the input is th
 (``<bos>Q: <question>\\n``), then each step followed by ``"\\n"``; the value after a step is
 ``sigmoid(value_head(h))`` at that step's newline.
 
+With ``prm.label: local`` (the toy default) the head is instead the policy's LM head, judging
+every token of a step, and a step's value is the min over the path's step tokens
+(:mod:`sppd.prm.toy_token`).
+
 On disk it is an HF-style folder: the ``LlamaModel`` backbone (``config.json`` +
-``model.safetensors`` via ``save_pretrained``), the tokenizer, ``value_head.safetensors`` and
-``toy_prm.json`` (format version and training metrics).
+``model.safetensors`` via ``save_pretrained``), the tokenizer, ``value_head.safetensors`` (the
+head's tensors: ``value_head.*``, or ``lm_head.weight``/``scale``/``bias``) and ``toy_prm.json``
+(format version, ``head``: value or token, and training metrics). Format 1 folders (a value head
+whose file holds ``weight``/``bias``) still load.
 
 Training (``train_toy_prm``, on the shared step core :func:`sppd.train.steps.run_steps`) fits
 soft targets, the trees' MC values (or with ``prm.label: process`` the task's step judge: 1 while
@@ -46,17 +52,20 @@ from sppd.prm.toy_labels import (
     labelled_paths,
     labelled_paths_from_solutions,
     labelled_solutions,
+    local_labelled_solutions,
 )
+from sppd.prm.toy_token import ToyTokenModel
 from sppd.records import Tree
 from sppd.runtime import resolve_device
 from sppd.settings import PRMTrainConfig
 from sppd.toy.world import STEP_DELIMITER, prompt_text
 from sppd.train.steps import Step, StepResult, run_steps
-from sppd.types import DType, StepChecker
+from sppd.types import DType, PRMLabel, StepChecker
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: ``toy_prm.json`` names the head; a format-1 folder has the value head
 META_FILE = "toy_prm.json"
-HEAD_FILE = "value_head.safetensors"
+HEAD_FILE = "value_head.safetensors"  # the head's tensors, whichever head it is
+HEADS = ("value", "token")  # ToyValueModel; sppd.prm.toy_token.ToyTokenModel (prm.label: local)
 
 
 class ToyValueModel(nn.Module):
@@ -85,7 +94,11 @@ class ToyPRM:
     name = "toy"
 
     def __init__(
-        self, model: ToyValueModel, tokenizer: Any, batch_size: int = 64, max_batch_tokens: int = 16384
+        self,
+        model: ToyValueModel,
+        tokenizer: Any,
+        batch_size: int = 64,
+        max_batch_tokens: int = 16384,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -111,8 +124,15 @@ class ToyPRM:
     def token_scores(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor
     ) -> torch.Tensor:
-        """``sigmoid`` of the value head at every token, ``(B, T)``."""
+        """``sigmoid`` of the value head at every token, ``(B, T)``; for the token head the running
+        min over the path's step tokens (``ToyTokenModel.prefix_scores``)."""
+        if isinstance(self.model, ToyTokenModel):
+            return self.model.prefix_scores(input_ids, attention_mask, position_ids)
         return torch.sigmoid(self.model(input_ids, attention_mask, position_ids))
+
+    @property
+    def head(self) -> str:
+        return "token" if isinstance(self.model, ToyTokenModel) else "value"
 
     def score(self, items: Sequence[PRMInput]) -> list[list[float]]:
         options = HFPRMOptions(
@@ -135,12 +155,15 @@ class ToyPRM:
         folder.mkdir(parents=True, exist_ok=True)
         self.model.model.save_pretrained(folder)
         self.tokenizer.save_pretrained(folder)
-        head = {k: v.detach().cpu().contiguous() for k, v in self.model.value_head.state_dict().items()}
+        head = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items() if k[:6] != "model."}
         save_file(head, str(folder / HEAD_FILE))
         meta = {
             "format": FORMAT_VERSION,
             "kind": "toy-prm",
-            "score": "sigmoid at each step's newline",
+            "head": self.head,
+            "score": "sigmoid at each step's newline"
+            if self.head == "value"
+            else "min over the path's step tokens of sigmoid(scale * log p(token) + bias)",
             "hidden_size": self.model.model.config.hidden_size,
             "metrics": metrics or {},
         }
@@ -148,28 +171,35 @@ class ToyPRM:
         return folder
 
 
-def new_toy_prm(backbone: nn.Module, tokenizer: Any) -> ToyPRM:
-    """A toy PRM around ``backbone`` (a ``LlamaModel``) with a fresh zero value head."""
-    return ToyPRM(ToyValueModel(backbone), tokenizer)
+def new_toy_prm(backbone: nn.Module, tokenizer: Any, lm_head: nn.Linear | None = None) -> ToyPRM:
+    """A toy PRM around ``backbone`` (a ``LlamaModel``): with a fresh zero value head, or with the
+    token head over ``lm_head`` when one is given (``prm.label: local``)."""
+    if lm_head is None:
+        return ToyPRM(ToyValueModel(backbone), tokenizer)
+    newline_id = tokenizer(STEP_DELIMITER, add_special_tokens=False)["input_ids"][-1]
+    return ToyPRM(ToyTokenModel(backbone, lm_head, newline_id), tokenizer)
 
 
-def backbone_from_policy(policy_path: str | Path) -> tuple[nn.Module, Any]:
-    """``(LlamaModel, tokenizer)`` of a policy folder: the causal LM's ``.model``, lm_head dropped."""
+def backbone_from_policy(policy_path: str | Path, with_lm_head: bool = False) -> tuple[nn.Module, Any]:
+    """``(LlamaModel, tokenizer)`` of a policy folder: the causal LM's ``.model``, lm_head dropped
+    (or ``((LlamaModel, lm_head), tokenizer)`` with ``with_lm_head``)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     policy = AutoModelForCausalLM.from_pretrained(str(policy_path), local_files_only=True, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(str(policy_path), local_files_only=True)
-    return policy.model, tokenizer
+    return ((policy.model, policy.lm_head) if with_lm_head else policy.model), tokenizer
 
 
-def random_backbone(model_cfg=None) -> tuple[nn.Module, Any]:
-    """``(LlamaModel, toy tokenizer)`` randomly initialised as the toy policy would be."""
+def random_backbone(model_cfg=None, with_lm_head: bool = False) -> tuple[nn.Module, Any]:
+    """``(LlamaModel, toy tokenizer)`` randomly initialised as the toy policy would be (the model
+    is ``(LlamaModel, lm_head)`` with ``with_lm_head``)."""
     from sppd.toy.config import ToyModelConfig
     from sppd.toy.model import build_toy_model
     from sppd.toy.tokenizer import build_toy_tokenizer
 
     tokenizer = build_toy_tokenizer()
-    return build_toy_model(model_cfg or ToyModelConfig(), tokenizer).model, tokenizer
+    policy = build_toy_model(model_cfg or ToyModelConfig(), tokenizer)
+    return ((policy.model, policy.lm_head) if with_lm_head else policy.model), tokenizer
 
 
 def build_toy_prm(
@@ -183,14 +213,25 @@ def build_toy_prm(
     if not meta_file.is_file():
         raise FileNotFoundError(f"{folder}: no {META_FILE}; train a toy PRM first (sppd prm train)")
     meta = json.loads(meta_file.read_text())
-    if meta.get("format") != FORMAT_VERSION:
-        raise ValueError(f"{meta_file}: format {meta.get('format')!r}, this sppd reads {FORMAT_VERSION}")
+    if meta.get("format") not in (1, FORMAT_VERSION):
+        raise ValueError(f"{meta_file}: format {meta.get('format')!r}, this sppd reads 1 and {FORMAT_VERSION}")
+    head = meta.get("head", "value")  # format 1 had only the value head
+    if head not in HEADS:
+        raise ValueError(f"{meta_file}: head {head!r}, this sppd reads {', '.join(HEADS)}")
     backbone = LlamaModel.from_pretrained(str(folder), local_files_only=True, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-    model = ToyValueModel(backbone)
-    model.value_head.load_state_dict(load_file(str(folder / HEAD_FILE)))
-    model = model.to(resolve_device(device)).eval()
-    return ToyPRM(model, tokenizer, batch_size=batch_size, max_batch_tokens=max_batch_tokens)
+    hidden = backbone.config.hidden_size
+    lm_head = nn.Linear(hidden, backbone.config.vocab_size, bias=False) if head == "token" else None
+    prm = new_toy_prm(backbone, tokenizer, lm_head)
+    tensors = load_file(str(folder / HEAD_FILE))
+    if meta["format"] == 1:  # the value head's own keys
+        tensors = {f"value_head.{k}": v for k, v in tensors.items()}
+    missing, unexpected = prm.model.load_state_dict(tensors, strict=False)
+    if unexpected or any(not k.startswith("model.") for k in missing):
+        raise ValueError(f"{folder / HEAD_FILE}: not a {head} head (missing {missing[:3]}, extra {unexpected[:3]})")
+    prm.model = prm.model.to(resolve_device(device)).eval()
+    prm.batch_size, prm.max_batch_tokens = batch_size, max_batch_tokens
+    return prm
 
 
 # --- training ---------------------------------------------------------------------------------
@@ -240,22 +281,27 @@ def train_toy_prm(
     Returns the PRM and its metrics, held-out ones included (see ``evaluate_toy_prm``).
     """
     hard, judge = label_options(cfg.label, step_judge)
+    local = PRMLabel(cfg.label) is PRMLabel.LOCAL
     train_trees, val_trees = split_by_problem(trees, cfg.val_fraction, seed)
     if cfg.init_from_policy:
         if policy_path is None:
             raise ValueError("prm.init_from_policy is set but no policy folder was given")
-        backbone, tokenizer = backbone_from_policy(policy_path)
+        backbone, tokenizer = backbone_from_policy(policy_path, with_lm_head=local)
     else:
-        backbone, tokenizer = random_backbone(model_cfg)
-    prm = new_toy_prm(backbone, tokenizer)
-    examples = labelled_paths(prm, train_trees, cfg.min_mc_paths, hard=hard, step_judge=judge)
+        backbone, tokenizer = random_backbone(model_cfg, with_lm_head=local)
+    prm = new_toy_prm(backbone[0], tokenizer, backbone[1]) if local else new_toy_prm(backbone, tokenizer)
+    examples = labelled_paths(prm, train_trees, cfg.min_mc_paths, hard=hard, step_judge=judge, local=local)
     n_tree_paths = len(examples)
-    if cfg.synthetic_solutions > 0:  # process-labelled toy solutions (see sppd.prm.toy_labels)
+    if cfg.synthetic_solutions > 0:  # labelled toy solutions (see sppd.prm.toy_labels)
         from sppd.toy.config import ToyWorldConfig
 
-        examples += labelled_paths_from_solutions(
-            prm, labelled_solutions(world or ToyWorldConfig(), cfg.synthetic_solutions, seed)
+        world = world or ToyWorldConfig()
+        solutions = (
+            local_labelled_solutions(world, cfg.synthetic_solutions, seed, judge)
+            if local
+            else labelled_solutions(world, cfg.synthetic_solutions, seed)
         )
+        examples += labelled_paths_from_solutions(prm, solutions, local=local)
     if not examples:
         raise ValueError("no labelled paths: do the trees have complete paths and MC values?")
     start = time.perf_counter()

@@ -40,7 +40,7 @@ from sppd.records import Tree
 from sppd.runtime import resolve_device
 from sppd.settings import PRMTrainConfig
 from sppd.train.schedule import cosine_lr, warmup_steps
-from sppd.types import DType, StepChecker
+from sppd.types import DType, PRMLabel, StepChecker
 
 META_FILE = "sppd_prm.json"
 FORMAT_VERSION = 1
@@ -102,6 +102,8 @@ def train_value_head_prm(
     """Fit the PRM loaded from ``init`` on the MC labels of ``trees`` (``step_judge``'s process
     labels with ``cfg.label`` process); returns it and its metrics (held-out ones under ``val``
     when ``cfg.val_fraction`` leaves problems out)."""
+    if PRMLabel(cfg.label) is PRMLabel.LOCAL:  # the Skywork adapter scores the head's value, never a min
+        raise ValueError("prm.label=local is for the toy PRM only; use process for an hf PRM")
     train_trees, val_trees = split_by_problem(trees, cfg.val_fraction, seed)
     torch.manual_seed(seed)
     prm = load_value_model(init)

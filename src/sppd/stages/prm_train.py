@@ -1,7 +1,9 @@
 """``sppd prm train``: train a PRM on the trees' Monte-Carlo labels (the toy PRM, or an HF one).
 
 With ``prm.label: process`` the labels come from the step judge of the trees' task
-(``problems.source``) instead: a step is 1 while it and every earlier step are right.
+(``problems.source``) instead: a step is 1 while it and every earlier step are right; with
+``prm.label: local`` (toy PRM only) a step is 1 when it is right itself, and the PRM scores a
+prefix as the min over its steps.
 
 Reads the tree folders of ``prm.trees`` (default ``<run_dir>/trees``), attaches MC values where
 the trees have none yet (scored trees keep theirs, rollouts included), trains the toy PRM
@@ -65,16 +67,22 @@ def hf_init(cfg: RunConfig) -> Path:
 
 
 def step_judge(cfg: RunConfig):
-    """The step checker of the trees' task (``problems.source``) when ``prm.label`` is process, else
-    None; checked before any work."""
-    if PRMLabel(cfg.prm.label) is not PRMLabel.PROCESS:
+    """The step checker of the trees' task (``problems.source``) when ``prm.label`` is process or
+    local, else None; checked before any work."""
+    label = PRMLabel(cfg.prm.label)
+    if label not in (PRMLabel.PROCESS, PRMLabel.LOCAL):
         return None
+    if label is PRMLabel.LOCAL and cfg.prm.backbone is PRMBackbone.HF:
+        raise ConfigError(
+            "config key 'prm.label': 'local' scores a prefix by the min over its steps, which only the toy "
+            "PRM does (prm.backbone=toy); use 'process' for an hf PRM"
+        )
     from sppd.tasks import resolve
 
     task = resolve(cfg.problems.source, cfg)[0]
     if task.step_checker is None:
         raise ConfigError(
-            "config key 'prm.label': 'process' needs a step checker, which task "
+            f"config key 'prm.label': {label.value!r} needs a step checker, which task "
             f"{task.name!r} (problems.source) lacks; use 'soft' or 'hard'"
         )
     return task.step_checker
