@@ -11,6 +11,7 @@ from sppd.records import StepPair
 from sppd.report_diagnostics import (
     DRIFT_KEYS,
     first_difference,
+    learned_prm_section,
     pair_diagnostics,
     preference_drift,
     step_pair_sets,
@@ -137,3 +138,18 @@ def test_training_runs_show_the_drift_from_the_summary_or_the_metrics_log_and_me
     two = [x for x in training_runs_section(seeds) if x.startswith("| +SPPD")]
     assert two == ["| +SPPD | step_dpo | 4 | 0.5000 | 2 | 0.3 | +0.0100 | -0.2000 | 0.750 |"]  # means of 2 seeds
     assert "means over 2 seeds" in " ".join(training_runs_section(seeds))
+
+
+def test_learned_prm_section_reads_each_seeds_held_out_agreement(tmp_path):
+    agree = {"accuracy": 0.9296, "n": 781, "n_wrong": 557, "wrong_precision": 0.9514, "wrong_recall": 0.9497}
+    for name, data in {
+        "seed-0": {"head": "token", "metrics": {"seconds": 40.6, "val": {"checker_agreement": agree}}},
+        "seed-1": {"metrics": {"seconds": 12, "val": {}}},  # no agreement measured: no line
+    }.items():
+        (tmp_path / name / "prm").mkdir(parents=True)
+        (tmp_path / name / "prm" / "toy_prm.json").write_text(json.dumps(data))
+    (tmp_path / "seed-2").mkdir()  # no PRM trained
+    lines = learned_prm_section([tmp_path / f"seed-{i}" for i in range(3)])
+    rows = [line for line in lines if line.startswith("| seed-")]
+    assert rows == ["| seed-0 | token | 781 | 557 | 0.930 | 0.951 | 0.950 | 41 |"]
+    assert learned_prm_section([tmp_path / "seed-1", tmp_path / "seed-2"]) == []

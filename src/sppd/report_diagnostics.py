@@ -9,6 +9,8 @@
 * :func:`step_pairs_section`: per step-pair set of each stage, what the pairs hold: how many, the
   value gap V(s_w)-V(s_l), how many compare two right steps (tasks with a step checker), and
   whether the first character where chosen and rejected differ gives the chosen step away.
+* :func:`learned_prm_section`: how well the PRM the run trained (the ORM methods' scorer) agrees
+  with the task's step checker on held-out problems, per seed, from its ``toy_prm.json``.
 """
 
 from __future__ import annotations
@@ -233,3 +235,35 @@ def task_step_checker(cfg) -> Callable | None:
         return resolve(cfg.problems.source, cfg)[0].step_checker
     except ConfigError:
         return None
+
+
+def learned_prm_section(run_dirs: Sequence[Path]) -> list[str]:
+    """One line per seed: the trained PRM's held-out step agreement with the checker (none: [])."""
+    lines = []
+    for run_dir in run_dirs:
+        path = RunLayout(run_dir).prm() / "toy_prm.json"
+        if not path.exists():
+            continue
+        data = json.loads(path.read_text())
+        metrics = data.get("metrics", {})
+        agree = metrics.get("val", {}).get("checker_agreement")
+        if not agree:
+            continue
+        lines.append(
+            f"| {run_dir.name} | {data.get('head', 'value')} | {agree['n']} | {agree['n_wrong']} | "
+            f"{agree['accuracy']:.3f} | {agree['wrong_precision']:.3f} | {agree['wrong_recall']:.3f} | "
+            f"{metrics.get('seconds', float('nan')):.0f} |"
+        )
+    if not lines:
+        return []
+    return [
+        "## Learned PRM (ORM_VOTE / ORM_MAX scorer)",
+        "",
+        "Agreement with the exact step checker on the steps of held-out problems' trees (a step is called "
+        "wrong when its score is at most 0.5; the checker says wrong when any step so far is wrong).",
+        "",
+        "| run | head | steps | wrong steps | accuracy | wrong-step precision | wrong-step recall | train s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+        *lines,
+        "",
+    ]

@@ -20,7 +20,7 @@ from sppd.eval.stats import t_interval
 from sppd.io import atomic_write_text
 from sppd.layout import RunLayout
 from sppd.report_acceptance import acceptance_section
-from sppd.report_diagnostics import step_pairs_section, task_step_checker, training_runs_section
+from sppd.report_diagnostics import learned_prm_section, step_pairs_section, task_step_checker, training_runs_section
 from sppd.report_rows import ReportRow, RowKind, load_rows
 from sppd.settings import RunConfig
 from sppd.types import MarginMode
@@ -205,6 +205,7 @@ def write_report(cfg: RunConfig, runs: list[dict]) -> Path:
         out += ["## Steps skipped", "", *[f"- {s}" for s in first["skipped"]], ""]
     out += _prm_section(root)
     run_dirs = [Path(r["run_dir"]) for r in runs]
+    out += learned_prm_section(run_dirs)
     out += step_pairs_section(run_dirs, task_step_checker(cfg))
     if plot_training(rows, root / "training_curves.png"):
         out += ["## Training curves", "", "![training curves](training_curves.png)", ""]
