@@ -6,6 +6,7 @@
 * Figure 3: each trajectory cut into five equal segments, the mean score of each segment,
   box plots for correct versus incorrect trajectories.
 * Toy world: agreement of node values with the exact checker's oracle values.
+* ``held_out_metrics``: a trained PRM scored on held-out trees (the PRM trainers' ``val`` numbers).
 
 A trajectory is a distinct terminal node of a tree (two walks ending at the same leaf are one
 trajectory). Only trajectories whose every node has a value are used.
@@ -13,9 +14,11 @@ trajectory). Only trajectories whose every node has a value are used.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sppd.records import Tree
 
@@ -234,3 +237,38 @@ def plot_figure3(segments: dict[str, list[list[float]]], path: str | Path, title
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def held_out_metrics(prm, trees: Sequence[Tree], min_paths: int = 1) -> dict[str, Any]:
+    """Held-out numbers: BCE/MAE against MC labels, step agreement with the exact checker
+    (the oracle's prefix-correctness), the MC labels' own agreement, trajectory accuracy."""
+    from sppd.prm.packing import score_trees  # torch: imported only when a PRM is evaluated
+
+    scores, _ = score_trees(prm, trees)
+    labelled = [
+        (s, t.nodes[k].mc_value)
+        for t, ss in zip(trees, scores)
+        for k, s in enumerate(ss)
+        if t.nodes[k].mc_value is not None and t.nodes[k].mc_count >= min_paths
+    ]
+    eps = 1e-6
+    bce = -sum(y * math.log(max(s, eps)) + (1 - y) * math.log(max(1 - s, eps)) for s, y in labelled)
+    oracle = [v for t in trees for v in oracle_node_labels(t)]
+    trajs = trajectories([_with_values(t, ss) for t, ss in zip(trees, scores)])
+    return {
+        "nodes": len(oracle),
+        "mc_bce": bce / len(labelled) if labelled else None,
+        "mc_mae": sum(abs(s - y) for s, y in labelled) / len(labelled) if labelled else None,
+        "checker_agreement": step_agreement([s for ss in scores for s in ss], oracle),
+        "mc_checker_agreement": checker_agreement(trees, "mc_value"),
+        "trajectory_accuracy": trajectory_accuracy(trajs, "final"),
+        "trajectories": len(trajs),
+    }
+
+
+def _with_values(tree: Tree, scores: Sequence[float]) -> Tree:
+    """A copy of ``tree`` whose node values are ``scores`` (for the report's functions)."""
+    copy = Tree.from_dict(tree.to_dict())
+    for node, value in zip(copy.nodes, scores):
+        node.value = value
+    return copy

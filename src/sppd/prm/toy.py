@@ -46,6 +46,7 @@ from torch import nn
 
 from sppd.prm.base import EncodedInput, PRMInput
 from sppd.prm.hf_common import HFPRMOptions, pad_right, pad_token_id_of, score_with_token_model
+from sppd.prm.report import held_out_metrics
 from sppd.prm.toy_labels import (
     LabelledPath,
     label_options,
@@ -278,7 +279,7 @@ def train_toy_prm(
 
     The backbone starts from the policy at ``policy_path`` when ``cfg.init_from_policy``
     (required then), else from a random toy Llama (``model_cfg``: a ``ToyModelConfig``).
-    Returns the PRM and its metrics, held-out ones included (see ``evaluate_toy_prm``).
+    Returns the PRM and its metrics, held-out ones included (see ``sppd.prm.report.held_out_metrics``).
     """
     hard, judge = label_options(cfg.label, step_judge)
     local = PRMLabel(cfg.label) is PRMLabel.LOCAL
@@ -320,7 +321,7 @@ def train_toy_prm(
         "init_from_policy": str(policy_path) if cfg.init_from_policy else None,
     }
     if val_trees:
-        metrics["val"] = evaluate_toy_prm(prm, val_trees, cfg.min_mc_paths)
+        metrics["val"] = held_out_metrics(prm, val_trees, cfg.min_mc_paths)
     return prm, metrics
 
 
@@ -371,45 +372,3 @@ def fit_bce(
     run_steps(prm.model, optimizer, steps, loss_fn, schedule=schedule, max_grad_norm=1.0, on_step=on_step, bar=bar)
     bar.close()
     return curve
-
-
-def evaluate_toy_prm(prm: ToyPRM, trees: Sequence[Tree], min_paths: int = 1) -> dict[str, Any]:
-    """Held-out numbers: BCE/MAE against MC labels, step agreement with the exact checker
-    (the oracle's prefix-correctness), the MC labels' own agreement, trajectory accuracy."""
-    from sppd.prm.packing import score_trees
-    from sppd.prm.report import (
-        checker_agreement,
-        oracle_node_labels,
-        step_agreement,
-        trajectories,
-        trajectory_accuracy,
-    )
-
-    scores, _ = score_trees(prm, trees)
-    labelled = [
-        (s, t.nodes[k].mc_value)
-        for t, ss in zip(trees, scores)
-        for k, s in enumerate(ss)
-        if t.nodes[k].mc_value is not None and t.nodes[k].mc_count >= min_paths
-    ]
-    eps = 1e-6
-    bce = -sum(y * math.log(max(s, eps)) + (1 - y) * math.log(max(1 - s, eps)) for s, y in labelled)
-    oracle = [v for t in trees for v in oracle_node_labels(t)]
-    trajs = trajectories([_with_values(t, ss) for t, ss in zip(trees, scores)])
-    return {
-        "nodes": len(oracle),
-        "mc_bce": bce / len(labelled) if labelled else None,
-        "mc_mae": sum(abs(s - y) for s, y in labelled) / len(labelled) if labelled else None,
-        "checker_agreement": step_agreement([s for ss in scores for s in ss], oracle),
-        "mc_checker_agreement": checker_agreement(trees, "mc_value"),
-        "trajectory_accuracy": trajectory_accuracy(trajs, "final"),
-        "trajectories": len(trajs),
-    }
-
-
-def _with_values(tree: Tree, scores: Sequence[float]) -> Tree:
-    """A copy of ``tree`` whose node values are ``scores`` (for the report's functions)."""
-    copy = Tree.from_dict(tree.to_dict())
-    for node, value in zip(copy.nodes, scores):
-        node.value = value
-    return copy
