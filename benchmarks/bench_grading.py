@@ -15,8 +15,8 @@ import json
 import time
 from collections import Counter
 
-from sppd.eval.answers import parse_plain_number
 from sppd.eval.benchmarks import load_benchmark
+from sppd.eval.canonical import parse_plain_number
 from sppd.eval.grading import Grader, GradeResult
 
 

@@ -8,19 +8,16 @@ from fractions import Fraction
 import pytest
 
 from sppd.eval.answers import (
-    PlainNumber,
     boxed_gold,
-    canonical_answer,
     clean_answer,
     extract_answer,
     gaokao_gold,
     gsm8k_gold,
     last_boxed,
-    numbers_equal,
     olympiadbench_gold,
-    parse_plain_number,
     strip_bare_unit,
 )
+from sppd.eval.canonical import PlainNumber, canonical_answer, numbers_equal, parse_plain_number
 from sppd.eval.grading import grading_form
 
 

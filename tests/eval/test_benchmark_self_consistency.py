@@ -11,8 +11,8 @@ import re
 
 import pytest
 
-from sppd.eval.answers import parse_plain_number
 from sppd.eval.benchmarks import load_benchmark
+from sppd.eval.canonical import parse_plain_number
 from sppd.eval.grading import GradePath, Grader
 from sppd.judging import MathJudge
 from sppd.records import Problem

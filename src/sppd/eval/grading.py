@@ -27,13 +27,8 @@ import threading
 import weakref
 from dataclasses import dataclass
 
-from sppd.eval.answers import (
-    canonical_answer,
-    clean_answer,
-    numbers_equal,
-    parse_plain_number,
-    strip_dollars,
-)
+from sppd.eval.answers import clean_answer, strip_dollars
+from sppd.eval.canonical import canonical_answer, numbers_equal, parse_plain_number
 from sppd.eval.verify_pool import GradePath, GradeResult, VerifyPool
 
 __all__ = [
