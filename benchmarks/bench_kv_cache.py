@@ -23,6 +23,8 @@ from sppd.settings import load_run_config
 from sppd.stages import common
 from sppd.toy.world import generate_problems
 
+REAL = hf_engine.grow_in_place
+
 
 def decode(engine, prompts, n, params, grow: bool):
     hf_engine.grow_in_place = REAL if grow else (lambda cache: cache)
@@ -31,9 +33,6 @@ def decode(engine, prompts, n, params, grow: bool):
     seconds = time.perf_counter() - start
     samples = [(s.token_ids, s.token_logps) for g in groups for s in g]
     return samples, sum(len(ids) for ids, _ in samples), seconds
-
-
-REAL = hf_engine.grow_in_place
 
 
 def main(argv=None) -> dict:

@@ -152,10 +152,7 @@ class PRMTrainConfig:
     batch_size: int = 32  # paths per step
     min_mc_paths: int = 1  # a node's MC label is used when it rests on at least this many paths
     synthetic_solutions: int = 0  # toy: add this many checker-labelled generated solutions (sppd.prm.toy_labels)
-    label: PRMLabel = (
-        PRMLabel.SOFT
-    )  # soft: fraction of correct completions; hard: any correct completion (Math-Shepherd HE); process/local:
-    # the task's step checker (local: each step and character on its own, toy token head; sppd.prm.toy_token)
+    label: PRMLabel = PRMLabel.SOFT  # soft/hard: from MC values; process/local: the step checker (types.PRMLabel)
     val_fraction: float = 0.1  # problems held out to report PRM accuracy
 
     CHECKS: ClassVar = {

@@ -120,6 +120,11 @@ class PRMLabel(StrEnum):
     # prefix as the running min of its steps' scores, which is the process label when exact
     LOCAL = "local"
 
+    @property
+    def needs_step_checker(self) -> bool:
+        """Labels from the task's step checker rather than from MC values."""
+        return self in (PRMLabel.PROCESS, PRMLabel.LOCAL)
+
 
 class PRMBackbone(StrEnum):
     """What ``sppd prm train`` trains (``prm.backbone``)."""

@@ -8,6 +8,8 @@ from sppd.sampling.engine import GenerationParams
 from sppd.sampling.hf_engine import HFEngine
 from sppd.sampling.kv_cache import GrowingLayer, grow_in_place
 
+MIN_LEN = 16  # some sample must outgrow the first buffer, so a doubling happened mid-decode
+
 
 def _kv(batch, length, seed):
     g = torch.Generator().manual_seed(seed)
@@ -74,6 +76,3 @@ def test_engine_samples_are_bitwise_the_same_with_and_without_it(tiny_policy, mo
     monkeypatch.setattr(hf_engine, "grow_in_place", lambda c: c)
     assert grown == run()
     assert max(len(ids) for ids, _ in grown) > MIN_LEN
-
-
-MIN_LEN = 16  # some sample must outgrow the first buffer, so a doubling happened mid-decode

@@ -65,16 +65,13 @@ def local_labels(verdicts: Sequence[bool]) -> list[float]:
     return [float(ok) for ok in verdicts]
 
 
-JUDGED_LABELS = (PRMLabel.PROCESS, PRMLabel.LOCAL)  # the labels that come from the task's step judge
-
-
 def label_options(label: PRMLabel | str, step_judge: StepChecker | None) -> tuple[bool, StepChecker | None]:
     """``(hard, step_judge)`` for ``labelled_paths`` from ``prm.label``: the judge only for process
     and local labels, which cannot do without one."""
     label = PRMLabel(label)
-    if label in JUDGED_LABELS and step_judge is None:
+    if label.needs_step_checker and step_judge is None:
         raise ValueError(f"prm.label={label.value} needs the task's step judge; none was given")
-    return label is PRMLabel.HARD, step_judge if label in JUDGED_LABELS else None
+    return label is PRMLabel.HARD, step_judge if label.needs_step_checker else None
 
 
 def labelled_paths(

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from sppd.toy.checker import _check_step_line, _valid_positions  # the checker's own state rules
+from sppd.toy.checker import check_step_line, valid_positions  # the checker's own state rules
 from sppd.toy.world import ANSWER_PREFIX, answer_line, apply_op, evaluate, parse_expr, reduce_at, render_expr
 
 _NUMBER_RE = re.compile(r"Step (\d{1,3}): ")
@@ -25,7 +25,7 @@ def right_lines(nums: list[int], ops: list[str], number: str) -> list[str]:
     """Every right step line from state ``(nums, ops)`` numbered ``number``, and the answer line."""
     lines = [answer_line(evaluate(nums, ops))] if nums else []
     for i, op in enumerate(ops):
-        if i in _valid_positions(nums, ops, nums[i], op, nums[i + 1]):
+        if i in valid_positions(nums, ops, nums[i], op, nums[i + 1]):
             result = apply_op(nums[i], op, nums[i + 1])
             head = f"Step {number}: {nums[i]}{op}{nums[i + 1]}={result}"
             lines += [head, f"{head}, {render_expr(*reduce_at(nums, ops, i, result))}"]
@@ -91,5 +91,5 @@ def char_labels(question: str, steps: Sequence[str]) -> list[list[float]] | None
         if line.strip().startswith(ANSWER_PREFIX):
             answered = True
         else:
-            _, (nums, ops) = _check_step_line(line.strip(), nums, ops)
+            _, (nums, ops) = check_step_line(line.strip(), nums, ops)
     return out

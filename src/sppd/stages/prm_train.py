@@ -70,7 +70,7 @@ def step_judge(cfg: RunConfig):
     """The step checker of the trees' task (``problems.source``) when ``prm.label`` is process or
     local, else None; checked before any work."""
     label = PRMLabel(cfg.prm.label)
-    if label not in (PRMLabel.PROCESS, PRMLabel.LOCAL):
+    if not label.needs_step_checker:
         return None
     if label is PRMLabel.LOCAL and cfg.prm.backbone is PRMBackbone.HF:
         raise ConfigError(

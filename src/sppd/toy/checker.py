@@ -38,7 +38,7 @@ def check_answer(gold: str, text: str) -> bool:
     return gold_value is not None and answer is not None and answer == gold_value
 
 
-def _valid_positions(nums: list[int], ops: list[str], a: int, op: str, b: int) -> list[int]:
+def valid_positions(nums: list[int], ops: list[str], a: int, op: str, b: int) -> list[int]:
     """Operator indices ``i`` where ``nums[i] op nums[i+1]`` is ``a op b`` and reducing it first
     keeps the expression's value.
 
@@ -60,7 +60,7 @@ def _valid_positions(nums: list[int], ops: list[str], a: int, op: str, b: int) -
     return positions
 
 
-def _check_step_line(line: str, nums: list[int], ops: list[str]):
+def check_step_line(line: str, nums: list[int], ops: list[str]):
     """``(ok, next_state)`` for one step line against the current state ``(nums, ops)``.
 
     ``next_state`` is the state later steps are checked against: the model's own rewritten
@@ -74,7 +74,7 @@ def _check_step_line(line: str, nums: list[int], ops: list[str]):
     rest = parse_expr(m.group(5)) if m.group(5) is not None else None
     if m.group(5) is not None and rest is None:
         return False, (nums, ops)
-    positions = _valid_positions(nums, ops, a, op, b)
+    positions = valid_positions(nums, ops, a, op, b)
     arithmetic_ok = apply_op(a, op, b) == claimed
     if not positions:
         return False, rest or (nums, ops)
@@ -121,6 +121,6 @@ def check_steps(question: str, steps: list[str]) -> list[bool]:
             answered = True
             verdicts.append(int(answer.group(1)) == evaluate(nums, ops))
             continue
-        ok, (nums, ops) = _check_step_line(line, nums, ops)
+        ok, (nums, ops) = check_step_line(line, nums, ops)
         verdicts.append(ok)
     return verdicts
