@@ -139,20 +139,25 @@ def test_a_runtime_field_is_skipped_without_any_exclude_list():
 
 # The toy base model's cache key, measured with the code before this mechanism existed. It must
 # never change unless the toy model itself changes: it names every user's cached base model.
-# The default (v1) world's hash is unchanged; the shipped toy configs moved to the v2 world.
+# The default (v1) world's hash is unchanged; the shipped toy configs moved to the v2 world, then to
+# v3 (toy-tiny keeps v2's short questions: its hash is unchanged).
 TOY_HASH = "a26e4207a12e"
-TOY_V2_HASH = "4a8ac23fd345"
+TOY_V3_HASH = "334d459643b5"
 TOY_TINY_HASH = "5c3055245344"
 
 
 def test_toy_hash_is_the_one_cached_base_models_are_named_by():
     assert config_hash(ToyPretrainConfig()) == TOY_HASH
-    assert config_hash(load_run_config("toy").toy) == TOY_V2_HASH
+    assert config_hash(load_run_config("toy").toy) == TOY_V3_HASH
     assert config_hash(load_run_config("toy-tiny").toy) == TOY_TINY_HASH
     v1 = [
         "toy.world.error_model=v1",
         "toy.world.corrupt_medium_rate=0",
         "toy.world.terse_rate=0",
+        "toy.world.min_ops=2",
+        "toy.world.max_ops=4",
+        "toy.world.corrupt_hard_rate=0.6",
+        "toy.world.corrupt_easy_rate=0.02",
         "toy.max_minutes=20",
     ]
     assert config_hash(load_run_config("toy", v1).toy) == TOY_HASH
