@@ -11,9 +11,9 @@ demo's settings on 384 train problems and checks the kept step pairs against iss
 
 Measured here (world v3, one thread): 180 pairs, chosen-smaller 54.4%, top kind 7.2%, 35.6% at a gap
 of 1.0, std 0.166. 384 problems rather than fewer because the shares are noisy: on 192 problems the
-same settings gave 61.1% chosen-smaller and 33.3% at 1.0, and the 1,024-problem Stage-1 trees of the
-3-seed study 54.0% and 38.1% (README "The toy world"). The 1.0 share is close to its bound: the
-world meets it, with a few points to spare, not by a wide margin.
+same settings gave 61.1% chosen-smaller and 33.3% at 1.0. The 1,024-problem Stage-1 trees of the
+3-seed study gave 38.1%, 40.4% and 39.7% at 1.0 (README "The toy world"): the world sits at the
+bound, and one seed is just over it; this sample passes with a few points to spare.
 
 It needs the shipped base model (no pretraining in the test suite): slow, about 3-4 minutes on one
 thread.
@@ -21,7 +21,6 @@ thread.
 
 from __future__ import annotations
 
-import dataclasses
 import statistics
 from collections import Counter
 
@@ -42,10 +41,9 @@ pytestmark = pytest.mark.slow
 def pairs(tmp_path_factory):
     # one thread: the measured numbers above (sampling differs in the last bits across thread counts)
     overrides = [f"run_dir={tmp_path_factory.mktemp('pairs')}", "problems.n=384", "threads=1"]
-    cfg = load_run_config("toy", overrides)
+    cfg = load_run_config("toy", [*overrides, "sample.problems_per_shard=96"])
     if shipped_checkpoint(f"toy-base-{config_hash(cfg.toy)}") is None:
         pytest.fail("the toy config has no shipped base model (sppd toy pretrain -c toy --ship)")
-    cfg = dataclasses.replace(cfg, sample=dataclasses.replace(cfg.sample, problems_per_shard=96))
     sample.main(cfg)
     score.main(cfg)
     build.main(cfg)
